@@ -85,7 +85,8 @@ class PolicyEvaluation:
     v : ndarray of shape (S,) or (H, S)
     q : ndarray of shape (S, A) or (H, S, A)
     d : ndarray of shape (S,) or (H, S)
-        Unnormalized discounted occupancy (zero on terminal states).
+        Unnormalized discounted occupancy (zero on terminal states); None when
+        :func:`analyze` was called with ``occupancy=False``.
     j : float (or complex under complex-step)
         ``J = mu @ v`` (``mu @ v[0]`` for a finite horizon).
     """
@@ -148,7 +149,7 @@ def _sparse_solve(M, b, rtol, what):
     return x
 
 
-def _analyze_infinite(mdp: MDP, pi, rtol):
+def _analyze_infinite(mdp: MDP, pi, rtol, with_d=True):
     S = mdp.n_states
     P_pi = mdp.transition_matrix(pi)
     r_pi = mdp.expected_reward(pi)
@@ -156,12 +157,12 @@ def _analyze_infinite(mdp: MDP, pi, rtol):
     if mdp.is_sparse:
         M = (sp.identity(S, dtype=P_pi.dtype, format="csr") - mdp.gamma * P_pi).tocsr()
         v = _sparse_solve(M, r_pi, rtol, "V = (I - gamma P_pi)^-1 r_pi")
-        d = _sparse_solve(M.T.tocsr(), mu, rtol, "d = (I - gamma P_pi)^-T mu")
+        d = _sparse_solve(M.T.tocsr(), mu, rtol, "d = (I - gamma P_pi)^-T mu") if with_d else None
     else:
         M = np.eye(S, dtype=P_pi.dtype) - mdp.gamma * P_pi
         lu = sla.lu_factor(M, check_finite=False)
         v = sla.lu_solve(lu, r_pi, check_finite=False)
-        d = sla.lu_solve(lu, mu, trans=1, check_finite=False)
+        d = sla.lu_solve(lu, mu, trans=1, check_finite=False) if with_d else None
     q = mdp.r_sa + mdp.gamma * mdp.next_state_expectation(v)
     if mdp.terminal.any():
         q = q * mdp.nonterminal[:, None]
@@ -185,7 +186,7 @@ def _analyze_finite(mdp: MDP, pi):
     return PolicyEvaluation(v=v[:H], q=q, d=d, j=mdp.mu @ v[0])
 
 
-def analyze(mdp: MDP, pi, *, rtol: float = SPARSE_RTOL) -> PolicyEvaluation:
+def analyze(mdp: MDP, pi, *, rtol: float = SPARSE_RTOL, occupancy: bool = True) -> PolicyEvaluation:
     r"""Evaluate ``pi`` exactly: ``V``, ``Q``, occupancy ``d`` and ``J`` from one factorization.
 
     Parameters
@@ -195,6 +196,9 @@ def analyze(mdp: MDP, pi, *, rtol: float = SPARSE_RTOL) -> PolicyEvaluation:
         Action probabilities (rows sum to one; complex allowed for complex-step).
     rtol : float
         Relative residual tolerance of the GMRES solves for sparse MDPs.
+    occupancy : bool
+        Also compute ``d`` (default). With False, ``d`` is None and an infinite-horizon
+        dense MDP does one LU and one solve instead of two solves.
 
     Returns
     -------
@@ -212,7 +216,7 @@ def analyze(mdp: MDP, pi, *, rtol: float = SPARSE_RTOL) -> PolicyEvaluation:
         return _analyze_finite(mdp, pi)
     if mdp.gamma == 1.0:
         _check_proper(mdp, pi)
-    return _analyze_infinite(mdp, pi, rtol)
+    return _analyze_infinite(mdp, pi, rtol, with_d=occupancy)
 
 
 def evaluate(mdp: MDP, pi, **kw):
@@ -238,13 +242,13 @@ def evaluate(mdp: MDP, pi, **kw):
     >>> float(V[0])   # 1 + 0.5 + 0.25 + ... = 1 / (1 - 0.5)
     2.0
     """
-    ev = analyze(mdp, pi, **kw)
+    ev = analyze(mdp, pi, occupancy=False, **kw)
     return ev.v, ev.q
 
 
 def advantage(mdp: MDP, pi, **kw) -> np.ndarray:
     """Advantage ``A = Q - V``, shape (S, A) or (H, S, A)."""
-    return analyze(mdp, pi, **kw).advantage
+    return analyze(mdp, pi, occupancy=False, **kw).advantage
 
 
 def occupancy(mdp: MDP, pi, **kw) -> np.ndarray:
@@ -258,7 +262,7 @@ def occupancy(mdp: MDP, pi, **kw) -> np.ndarray:
 
 def objective(mdp: MDP, pi, **kw):
     r"""Expected return :math:`J = E[\sum_{t<T} \gamma^t r_t] = \mu^\top V`."""
-    j = analyze(mdp, pi, **kw).j
+    j = analyze(mdp, pi, occupancy=False, **kw).j
     return j.item() if hasattr(j, "item") else j
 
 

@@ -1,0 +1,190 @@
+r"""``tabularpg verify``: every exact identity, checked numerically on the built-in MDPs.
+
+Each row states an identity, its formula, the MDP, the worst error observed, the
+tolerance, and pass/fail. The exact rows use independent oracles (complex-step
+derivatives of ``J``, central differences, the Bellman equations, brute-force sums);
+the Monte Carlo rows (from :mod:`tabularpg._verify_mc`) compare estimators with their
+exact expectations at a stated false-alarm rate.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import envs, exact
+from .mdp import MDP
+from .policies import LinearSoftmax, TabularSoftmax
+
+__all__ = ["Check", "builtin_mdps", "exact_checks", "solver_checks", "run", "format_table"]
+
+_H = 1e-30  # complex step
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verified identity: ``passed`` is ``error <= tolerance``."""
+
+    section: str
+    identity: str
+    formula: str
+    mdp: str
+    error: float
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(np.isfinite(self.error) and self.error <= self.tolerance)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "passed": self.passed}
+
+
+def builtin_mdps() -> dict:
+    """The MDPs ``verify`` runs on: one of each kind (discounted, finite horizon,
+    terminal with gamma = 1, bandit, gridworld)."""
+    return {
+        "two_state": envs.two_state(),
+        "garnet(12,3,3)": envs.garnet(12, 3, 3, gamma=0.9, rng=0),
+        "garnet(8,3,3),H=6": envs.garnet(8, 3, 3, gamma=0.95, rng=1).replace(horizon=6),
+        "chain(6)": envs.chain(6),
+        "gridworld(S&B 3.5)": envs.sutton_barto_gridworld(),
+        "cliff_walking": envs.cliff_walking(),
+        "bandit(1,.9,.1)": envs.bandit([1.0, 0.9, 0.1]),
+    }
+
+
+def _rel(x, y) -> float:
+    x, y = np.asarray(x), np.asarray(y)
+    return float(np.max(np.abs(x - y)) / max(float(np.max(np.abs(y))), 1.0))
+
+
+def _policies(mdp: MDP, rng):
+    S, A = mdp.n_states, mdp.n_actions
+    tab = TabularSoftmax(S, A)
+    lin = LinearSoftmax(rng.normal(size=(S, A, 3)))
+    return [("tabular", tab, rng.normal(scale=0.5, size=tab.theta_shape)),
+            ("linear", lin, rng.normal(scale=0.5, size=lin.theta_shape))]
+
+
+def _complex_step_grad(mdp, pol, theta):
+    g = np.empty(pol.n_params)
+    for i, e in enumerate(np.eye(pol.n_params)):
+        g[i] = exact.objective(mdp, pol.probs(theta + 1j * _H * e.reshape(theta.shape))).imag / _H
+    return g.reshape(theta.shape)
+
+
+def _central_grad(mdp, pol, theta, h=1e-5):
+    g = np.empty(pol.n_params)
+    for i, e in enumerate(np.eye(pol.n_params)):
+        e = h * e.reshape(theta.shape)
+        g[i] = (exact.objective(mdp, pol.probs(theta + e)) - exact.objective(mdp, pol.probs(theta - e))) / (2 * h)
+    return g.reshape(theta.shape)
+
+
+def _bellman_residuals(mdp: MDP, pi, ev):
+    keep = mdp.nonterminal
+    if mdp.horizon is None:
+        rv = ev.v - (mdp.expected_reward(pi) + mdp.gamma * (mdp.transition_matrix(pi) @ ev.v))
+        rq = ev.q - (mdp.r_sa + mdp.gamma * mdp.next_state_expectation(ev.v)) * keep[:, None]
+        rd = ev.d - (mdp.mu + mdp.gamma * (mdp.transition_matrix(pi).T @ ev.d))
+    else:
+        v_next = np.vstack([ev.v[1:], np.zeros((1, mdp.n_states))])
+        rv = ev.v - np.sum(pi * ev.q, axis=-1)
+        rq = ev.q - (mdp.r_sa + mdp.gamma * mdp.next_state_expectation(v_next.T).transpose(2, 0, 1)) * keep[:, None]
+        d_prev = np.vstack([np.zeros((1, mdp.n_states)), ev.d[:-1]])
+        mu_t = np.zeros_like(ev.d)
+        mu_t[0] = mdp.mu
+        rd = ev.d - (mu_t + mdp.gamma * (mdp.transition_matrix(pi).T @ d_prev.T).T)
+    scale = max(1.0, float(np.max(np.abs(ev.v))))
+    return [float(np.max(np.abs(r))) / scale for r in (rv, rq)] + [float(np.max(np.abs(rd)))]
+
+
+def exact_checks(mdps: dict | None = None, *, seed: int = 0) -> list:
+    """Exact identities on each MDP (see the module docstring); returns a list of :class:`Check`."""
+    mdps = builtin_mdps() if mdps is None else mdps
+    rng = np.random.default_rng(seed)
+    rows = []
+    for name, mdp in mdps.items():
+        (_, tab, th_tab), (_, lin, th_lin) = _policies(mdp, rng)
+        pi = tab.probs(th_tab)
+        ev = exact.analyze(mdp, pi)
+        rv, rq, rd = _bellman_residuals(mdp, pi, ev)
+        add = lambda *a: rows.append(Check("exact", *a[:3], name, *a[3:]))  # noqa: E731
+        add("Bellman equation for V", "V = r_pi + gamma P_pi V", "", rv, 1e-10)
+        add("Bellman equation for Q", "Q = r + gamma P V", "", rq, 1e-10)
+        add("occupancy flow", "d = mu + gamma P_pi^T d", "", rd, 1e-10)
+        add("objective two ways", "mu^T V = sum_t d_t^T r_pi", "",
+            abs(ev.j - ev.d_total @ mdp.expected_reward(pi)) / max(1.0, abs(ev.j)), 1e-10)
+        if not mdp.terminal.any():
+            mass = (np.sum(ev.d) * (1 - mdp.gamma) - 1 if mdp.horizon is None
+                    else _rel(ev.d.sum(axis=1), mdp.gamma ** np.arange(mdp.horizon)))
+            add("occupancy mass", "sum_s d(s) = 1/(1-gamma)  (sum_s d_t(s) = gamma^t)", "", abs(mass), 1e-10)
+        for pname, pol, th in ((("tabular", tab, th_tab), ("linear", lin, th_lin))):
+            g = exact.policy_gradient(mdp, pol, th)
+            add(f"policy gradient theorem ({pname})", "sum_s,a d pi Q grad log pi = dJ (complex step)", "",
+                _rel(g, _complex_step_grad(mdp, pol, th)), 1e-9)
+            if pname == "tabular" and pol.n_params <= 64:
+                add(f"policy gradient vs central differences ({pname})", "(J(th+h)-J(th-h))/2h, h=1e-5", "",
+                    _rel(g, _central_grad(mdp, pol, th)), 1e-6)
+            S, A = mdp.n_states, mdp.n_actions
+            s, a = np.meshgrid(np.arange(S), np.arange(A), indexing="ij")
+            score = pol.score(th, s, a).reshape(S, A, -1)
+            ppi = pol.probs(th)
+            add(f"score has zero mean ({pname})", "sum_a pi(a|s) grad log pi(a|s) = 0", "",
+                float(np.max(np.abs(np.einsum("sa,sap->sp", ppi, score)))), 1e-12)
+            cs = np.stack([pol.log_probs(th + 1j * _H * e.reshape(th.shape)).imag / _H
+                           for e in np.eye(pol.n_params)], axis=-1)
+            add(f"hand-derived score ({pname})", "score = d log pi / d theta (complex step)", "",
+                _rel(score, cs), 1e-12)
+            d_tot = exact.analyze(mdp, ppi).d_total
+            F_brute = np.einsum("s,sa,sap,saq->pq", d_tot, ppi, score, score)
+            add(f"Fisher matrix ({pname})", "F = sum_s d(s) E_pi[score score^T]", "",
+                _rel(exact.fisher(mdp, pol, th), F_brute), 1e-10)
+        if mdp.horizon is None:
+            npg = exact.natural_gradient(mdp, tab, th_tab)
+            diff = (npg - ev.advantage)[ev.d > 1e-10]
+            add("natural gradient = advantage (tabular)", "F^+ grad J = A(s,.) + c(s)  (Kakade 2001)", "",
+                float(np.max(np.ptp(diff, axis=1))) / max(1.0, float(np.max(np.abs(ev.advantage)))), 1e-7)
+    return rows
+
+
+def solver_checks(mdps: dict | None = None) -> list:
+    """Value iteration, policy iteration and the LP agree on ``V*`` (and V* >= V_pi)."""
+    from . import solve
+
+    mdps = builtin_mdps() if mdps is None else mdps
+    rows = []
+    for name, mdp in mdps.items():
+        vi = solve.value_iteration(mdp)
+        pi_ = solve.policy_iteration(mdp)
+        lp = solve.linear_program(mdp)
+        scale = max(1.0, float(np.max(np.abs(pi_.v))))
+        err = max(float(np.max(np.abs(vi.v - pi_.v))), float(np.max(np.abs(lp.v - pi_.v)))) / scale
+        rows.append(Check("solvers", "value iteration = policy iteration = LP", "V* (sup norm)", name, err, 1e-7))
+    return rows
+
+
+def run(*, seed: int = 0, monte_carlo: bool = True, quick: bool = True) -> list:
+    """All rows: exact identities, solver agreement, and (optionally) Monte Carlo rows."""
+    rows = exact_checks(seed=seed) + solver_checks()
+    if monte_carlo:
+        from ._verify_mc import monte_carlo_rows
+
+        for r in monte_carlo_rows(seed=seed, quick=quick):
+            rows.append(Check("monte carlo", r["identity"], r["formula"], r["mdp"],
+                              float(r["statistic"]), float(r["threshold"])))
+    return rows
+
+
+def format_table(rows) -> str:
+    """A plain-text table of the rows, one per line, with a summary line."""
+    head = ("section", "identity", "formula", "MDP", "worst error", "tolerance", "result")
+    body = [(r.section, r.identity, r.formula, r.mdp, f"{r.error:.2e}", f"{r.tolerance:.0e}",
+             "pass" if r.passed else "FAIL") for r in rows]
+    widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
+    line = lambda x: "  ".join(c.ljust(w) for c, w in zip(x, widths)).rstrip()  # noqa: E731
+    out = [line(head), line(tuple("-" * w for w in widths))] + [line(b) for b in body]
+    n_fail = sum(not r.passed for r in rows)
+    out.append(f"{len(rows) - n_fail} passed, {n_fail} failed")
+    return "\n".join(out)
