@@ -4,7 +4,7 @@ See ``DESIGN`` in the repository: estimators make weights, policies contract the
 their hand-derived score, and the exact gradient is the same contraction with the
 expected weights ``d(s) pi(a|s) Q(s, a)``.
 """
-from . import exact
+from . import envs, exact, solve
 from ._validation import (
     EnumerationTooLargeError,
     ImproperPolicyError,
@@ -23,6 +23,8 @@ __all__ = [
     "TabularSoftmax",
     "LinearSoftmax",
     "exact",
+    "envs",
+    "solve",
     "TabularPGError",
     "ValidationError",
     "ShapeError",

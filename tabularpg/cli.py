@@ -1,8 +1,15 @@
 """The ``tabularpg`` command line.
 
-``tabularpg verify`` checks every exact identity (and the Monte Carlo estimators against
-their exact expectations) on the built-in MDPs and exits non-zero on any failure.
-Usage errors exit with code 2.
+* ``tabularpg verify`` checks every exact identity (and the Monte Carlo estimators
+  against their exact expectations) on the built-in MDPs; exits 1 on any failure.
+* ``tabularpg solve --mdp SPEC`` solves for ``V*`` three ways and reports agreement.
+* ``tabularpg study --mdp SPEC`` measures estimators' bias and variance against their
+  exact expectations.
+* ``tabularpg train --mdp SPEC`` runs an optimizer and reports ``J`` per iteration.
+
+``--mdp`` takes a built-in spec (``garnet:S=50,A=4,b=5,seed=0``; ``tabularpg solve
+--mdp help`` lists them), a Gymnasium toy-text id (``gym:FrozenLake-v1``) or an ``.npz``
+file written by :meth:`tabularpg.MDP.to_npz`. Usage errors exit with code 2.
 """
 from __future__ import annotations
 
@@ -11,6 +18,134 @@ import json
 import sys
 
 __all__ = ["main", "build_parser"]
+
+
+class UsageError(Exception):
+    """A bad command-line argument: reported on stderr with exit code 2."""
+
+
+def load_mdp(spec: str, *, gamma=None, horizon=None):
+    """Build an MDP from a ``--mdp`` spec (built-in, ``gym:ID`` or ``.npz`` path)."""
+    from . import envs
+    from .mdp import MDP
+
+    if spec.endswith(".npz"):
+        try:
+            mdp = MDP.from_npz(spec)
+        except FileNotFoundError as exc:
+            raise UsageError(f"--mdp: no such file {spec!r}") from exc
+    elif spec.startswith("gym:"):
+        from .interop import from_gymnasium
+
+        try:
+            import gymnasium
+        except ImportError as exc:
+            raise UsageError("--mdp gym:...: Gymnasium is not installed; pip install 'tabularpg[gym]'") from exc
+        try:
+            env = gymnasium.make(spec[4:])
+        except Exception as exc:  # gymnasium raises several error types for bad ids
+            raise UsageError(f"--mdp: Gymnasium cannot make {spec[4:]!r}: {exc}") from exc
+        mdp = from_gymnasium(env, gamma=0.99 if gamma is None else gamma, horizon=horizon)
+        gamma = horizon = None
+    else:
+        try:
+            mdp = envs.make(spec)
+        except ValueError as exc:
+            raise UsageError(f"--mdp: {exc}") from exc
+    changes = {}
+    if gamma is not None:
+        changes["gamma"] = gamma
+    if horizon is not None:
+        changes["horizon"] = horizon
+    try:
+        return mdp.replace(**changes) if changes else mdp
+    except ValueError as exc:
+        raise UsageError(f"--gamma/--horizon: {exc}") from exc
+
+
+def progress(iterable, *, total=None, desc=None, quiet=False):
+    """Wrap ``iterable`` in a tqdm bar when stderr is a terminal, tqdm is installed and
+    ``quiet`` is False; otherwise return it unchanged."""
+    if quiet or not sys.stderr.isatty():
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, leave=False, mininterval=1.0)
+
+
+def _emit(args, payload: dict, text: str) -> None:
+    print(json.dumps(payload, indent=1, default=_json_default) if args.json else text)
+
+
+def _json_default(x):
+    import numpy as np
+
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, (np.floating, np.integer, np.bool_)):
+        return x.item()
+    raise TypeError(f"not JSON serializable: {type(x).__name__}")
+
+
+def _cmd_solve(args) -> int:
+    import time
+
+    import numpy as np
+
+    from . import exact, solve
+
+    mdp = load_mdp(args.mdp, gamma=args.gamma, horizon=args.horizon)
+    results, seconds = {}, {}
+    for name, fn in [("value_iteration", solve.value_iteration), ("policy_iteration", solve.policy_iteration),
+                     ("linear_program", solve.linear_program)]:
+        t0 = time.perf_counter()
+        results[name] = fn(mdp)
+        seconds[name] = time.perf_counter() - t0
+    ref = results["policy_iteration"]
+    v0 = ref.v if ref.v.ndim == 1 else ref.v[0]
+    j_star = float(mdp.mu @ v0)
+    pi_star = ref.pi if ref.pi.ndim == 2 else None
+    j_pi = float(exact.objective(mdp, pi_star)) if pi_star is not None else j_star
+    gaps = {k: float(np.max(np.abs(r.v - ref.v))) for k, r in results.items()}
+    payload = {"mdp": args.mdp, "n_states": mdp.n_states, "n_actions": mdp.n_actions, "gamma": mdp.gamma,
+               "horizon": mdp.horizon, "J_star": j_star, "J_of_greedy_policy": j_pi,
+               "solvers": {k: {"seconds": seconds[k], "n_iter": r.n_iter, "converged": r.converged,
+                               "max_abs_diff_v_vs_policy_iteration": gaps[k]} for k, r in results.items()},
+               "v_star": v0, "greedy_actions": (ref.pi if ref.pi.ndim == 2 else ref.pi[0]).argmax(-1)}
+    lines = [f"{args.mdp}: S={mdp.n_states} A={mdp.n_actions} gamma={mdp.gamma} horizon={mdp.horizon}",
+             f"J* = mu^T V* = {j_star:.10g}   (exact J of the greedy policy: {j_pi:.10g})",
+             f"{'solver':18} {'seconds':>9} {'iters':>6} {'converged':>9} {'max|V - V_PI|':>14}"]
+    for k, r in results.items():
+        lines.append(f"{k:18} {seconds[k]:9.4f} {r.n_iter:6d} {str(r.converged):>9} {gaps[k]:14.2e}")
+    _emit(args, payload, "\n".join(lines))
+    if args.plot:
+        _plot_values(args.plot, v0, mdp, args.mdp)
+    return 0 if all(r.converged for r in results.values()) and max(gaps.values()) < 1e-6 else 1
+
+
+def _plot_values(path, v, mdp, title):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(range(mdp.n_states), v)
+    ax.set_xlabel("state")
+    ax.set_ylabel("V*(s)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise UsageError("--plot needs matplotlib; pip install 'tabularpg[plot]'") from exc
+    return plt
 
 
 def _cmd_verify(args) -> int:
@@ -36,13 +171,32 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-monte-carlo", action="store_true", help="exact identities only")
     v.add_argument("--full", action="store_true", help="larger Monte Carlo samples")
     v.set_defaults(func=_cmd_verify)
+
+    def common(q):
+        q.add_argument("--mdp", required=True,
+                       help="built-in spec (e.g. garnet:S=50,A=4,b=5,seed=0; 'help' lists them), "
+                            "gym:ID (e.g. gym:FrozenLake-v1) or a .npz file")
+        q.add_argument("--gamma", type=float, default=None, help="override the discount")
+        q.add_argument("--horizon", type=int, default=None, help="override the horizon")
+        q.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        q.add_argument("--json", action="store_true", help="machine-readable output")
+        q.add_argument("--plot", metavar="FILE.png", default=None, help="write a plot (needs matplotlib)")
+        q.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    s = sub.add_parser("solve", help="optimal values by value iteration, policy iteration and LP")
+    common(s)
+    s.set_defaults(func=_cmd_solve)
     return p
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"tabularpg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

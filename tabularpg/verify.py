@@ -110,41 +110,41 @@ def exact_checks(mdps: dict | None = None, *, seed: int = 0) -> list:
         pi = tab.probs(th_tab)
         ev = exact.analyze(mdp, pi)
         rv, rq, rd = _bellman_residuals(mdp, pi, ev)
-        add = lambda *a: rows.append(Check("exact", *a[:3], name, *a[3:]))  # noqa: E731
-        add("Bellman equation for V", "V = r_pi + gamma P_pi V", "", rv, 1e-10)
-        add("Bellman equation for Q", "Q = r + gamma P V", "", rq, 1e-10)
-        add("occupancy flow", "d = mu + gamma P_pi^T d", "", rd, 1e-10)
-        add("objective two ways", "mu^T V = sum_t d_t^T r_pi", "",
+        add = lambda ident, formula, err, tol: rows.append(Check("exact", ident, formula, name, float(err), tol))  # noqa: E731
+        add("Bellman equation for V", "V = r_pi + gamma P_pi V", rv, 1e-10)
+        add("Bellman equation for Q", "Q = r + gamma P V", rq, 1e-10)
+        add("occupancy flow", "d = mu + gamma P_pi^T d", rd, 1e-10)
+        add("objective two ways", "mu^T V = sum_t d_t^T r_pi",
             abs(ev.j - ev.d_total @ mdp.expected_reward(pi)) / max(1.0, abs(ev.j)), 1e-10)
         if not mdp.terminal.any():
             mass = (np.sum(ev.d) * (1 - mdp.gamma) - 1 if mdp.horizon is None
                     else _rel(ev.d.sum(axis=1), mdp.gamma ** np.arange(mdp.horizon)))
-            add("occupancy mass", "sum_s d(s) = 1/(1-gamma)  (sum_s d_t(s) = gamma^t)", "", abs(mass), 1e-10)
+            add("occupancy mass", "sum_s d(s) = 1/(1-gamma)  (sum_s d_t(s) = gamma^t)", abs(mass), 1e-10)
         for pname, pol, th in ((("tabular", tab, th_tab), ("linear", lin, th_lin))):
             g = exact.policy_gradient(mdp, pol, th)
-            add(f"policy gradient theorem ({pname})", "sum_s,a d pi Q grad log pi = dJ (complex step)", "",
+            add(f"policy gradient theorem ({pname})", "sum_s,a d pi Q grad log pi = dJ (complex step)",
                 _rel(g, _complex_step_grad(mdp, pol, th)), 1e-9)
             if pname == "tabular" and pol.n_params <= 64:
-                add(f"policy gradient vs central differences ({pname})", "(J(th+h)-J(th-h))/2h, h=1e-5", "",
+                add(f"policy gradient vs central differences ({pname})", "(J(th+h)-J(th-h))/2h, h=1e-5",
                     _rel(g, _central_grad(mdp, pol, th)), 1e-6)
             S, A = mdp.n_states, mdp.n_actions
             s, a = np.meshgrid(np.arange(S), np.arange(A), indexing="ij")
             score = pol.score(th, s, a).reshape(S, A, -1)
             ppi = pol.probs(th)
-            add(f"score has zero mean ({pname})", "sum_a pi(a|s) grad log pi(a|s) = 0", "",
+            add(f"score has zero mean ({pname})", "sum_a pi(a|s) grad log pi(a|s) = 0",
                 float(np.max(np.abs(np.einsum("sa,sap->sp", ppi, score)))), 1e-12)
             cs = np.stack([pol.log_probs(th + 1j * _H * e.reshape(th.shape)).imag / _H
                            for e in np.eye(pol.n_params)], axis=-1)
-            add(f"hand-derived score ({pname})", "score = d log pi / d theta (complex step)", "",
+            add(f"hand-derived score ({pname})", "score = d log pi / d theta (complex step)",
                 _rel(score, cs), 1e-12)
             d_tot = exact.analyze(mdp, ppi).d_total
             F_brute = np.einsum("s,sa,sap,saq->pq", d_tot, ppi, score, score)
-            add(f"Fisher matrix ({pname})", "F = sum_s d(s) E_pi[score score^T]", "",
+            add(f"Fisher matrix ({pname})", "F = sum_s d(s) E_pi[score score^T]",
                 _rel(exact.fisher(mdp, pol, th), F_brute), 1e-10)
         if mdp.horizon is None:
             npg = exact.natural_gradient(mdp, tab, th_tab)
             diff = (npg - ev.advantage)[ev.d > 1e-10]
-            add("natural gradient = advantage (tabular)", "F^+ grad J = A(s,.) + c(s)  (Kakade 2001)", "",
+            add("natural gradient = advantage (tabular)", "F^+ grad J = A(s,.) + c(s)  (Kakade 2001)",
                 float(np.max(np.ptp(diff, axis=1))) / max(1.0, float(np.max(np.abs(ev.advantage)))), 1e-7)
     return rows
 

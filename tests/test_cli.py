@@ -1,0 +1,50 @@
+"""The command line: verify passes on the built-ins; usage errors exit with code 2."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tabularpg import cli, verify
+
+
+def test_verify_exact_rows_all_pass(capsys):
+    assert cli.main(["verify", "--no-monte-carlo"]) == 0
+    out = capsys.readouterr().out
+    assert "policy gradient theorem (tabular)" in out and " 0 failed" in out
+
+
+def test_verify_detects_a_wrong_gradient(monkeypatch):
+    """Power of the exact check: a gradient off by 1e-6 relative must fail its row."""
+    from tabularpg import exact
+
+    real = exact.policy_gradient
+    monkeypatch.setattr(exact, "policy_gradient", lambda *a, **k: real(*a, **k) * (1 + 1e-6))
+    rows = verify.exact_checks({"two_state": verify.envs.two_state()})
+    bad = [r for r in rows if not r.passed]
+    assert {r.identity for r in bad} >= {"policy gradient theorem (tabular)", "policy gradient theorem (linear)"}
+    assert all("gradient" in r.identity for r in bad)
+
+
+def test_solve_json(capsys):
+    assert cli.main(["solve", "--mdp", "cliff_walking", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["J_star"] == pytest.approx(-13.0)
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["solve", "--mdp", "nope"], "unknown MDP 'nope'; valid names"),
+    (["solve", "--mdp", "garnet:Q=1"], "bad option 'Q=1' for garnet"),
+    (["solve", "--mdp", "missing.npz"], "no such file"),
+    (["solve", "--mdp", "two_state", "--gamma", "2"], "`gamma` must lie in"),
+], ids=["unknown-mdp", "bad-option", "missing-file", "bad-gamma"])
+def test_usage_errors_exit_2(argv, match, capsys):
+    assert cli.main(argv) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_console_entry_point_runs():
+    r = subprocess.run([sys.executable, "-m", "tabularpg", "verify", "--no-monte-carlo", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert all(row["passed"] for row in json.loads(r.stdout))

@@ -1,0 +1,69 @@
+"""Value iteration, policy iteration and the LP agree; published optimal values.
+
+Oracles: the three solvers against each other, the Bellman optimality residual, exact
+evaluation of every deterministic policy (brute force over A^S policies on tiny MDPs),
+and Sutton & Barto's Example 3.8.
+"""
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given
+
+from tabularpg import MDP, envs, exact, solve
+from tabularpg.testing.strategies import mdps
+
+SOLVERS = [solve.value_iteration, solve.policy_iteration, solve.linear_program]
+
+
+@given(mdps(max_states=3, max_actions=3))
+def test_solvers_agree_and_beat_every_deterministic_policy(mdp):
+    results = [f(mdp) for f in SOLVERS]
+    ref = results[1]
+    for r in results:
+        assert r.converged
+        np.testing.assert_allclose(r.v, ref.v, atol=1e-7 * max(1, np.abs(ref.v).max()))
+    v0 = ref.v if ref.v.ndim == 1 else ref.v[0]
+    if mdp.horizon is None:
+        assert solve.bellman_optimality_residual(mdp, ref.v) <= 1e-9 * max(1, np.abs(ref.v).max())
+        # the greedy policy of each solver attains V*
+        for r in results:
+            np.testing.assert_allclose(exact.evaluate(mdp, r.pi)[0], ref.v, atol=1e-6 * max(1, np.abs(ref.v).max()))
+        S, A = mdp.n_states, mdp.n_actions
+        best = max(exact.objective(mdp, np.eye(A)[list(acts)]) for acts in itertools.product(range(A), repeat=S))
+        assert mdp.mu @ v0 == pytest.approx(best, rel=1e-9, abs=1e-9)
+
+
+def test_sutton_barto_example_3_8_optimal_values():
+    """Sutton & Barto (2018), Example 3.8, Figure 3.5 (one decimal)."""
+    published = np.array([[22.0, 24.4, 22.0, 19.4, 17.5], [19.8, 22.0, 19.8, 17.8, 16.0],
+                          [17.8, 19.8, 17.8, 16.0, 14.4], [16.0, 17.8, 16.0, 14.4, 13.0],
+                          [14.4, 16.0, 14.4, 13.0, 11.7]])
+    for f in SOLVERS:
+        np.testing.assert_allclose(f(envs.sutton_barto_gridworld()).v.reshape(5, 5), published, atol=0.05 + 1e-9)
+
+
+def test_value_iteration_error_bound():
+    m = envs.garnet(30, 3, 3, gamma=0.95, rng=2)
+    exact_v = solve.policy_iteration(m).v
+    for tol in (1e-3, 1e-8):
+        assert np.max(np.abs(solve.value_iteration(m, tol=tol).v - exact_v)) <= tol
+
+
+def test_finite_horizon_backward_induction():
+    m = envs.garnet(6, 2, 2, rng=1, horizon=4)
+    r = solve.value_iteration(m)
+    assert r.v.shape == (4, 6) and r.pi.shape == (4, 6, 2)
+    # the time-dependent greedy policy beats every stationary deterministic policy
+    best = max(exact.objective(m, np.eye(2)[list(a)]) for a in itertools.product(range(2), repeat=6))
+    assert m.mu @ r.v[0] >= best - 1e-12
+
+
+def test_no_proper_policy_is_refused():
+    P = np.zeros((2, 1, 2))
+    P[0, 0, 0] = 1.0
+    P[1, 0, 1] = 1.0
+    m = MDP(P, np.zeros((2, 1)), np.array([1.0, 0.0]), gamma=1.0, terminal=np.array([False, True]))
+    for f in SOLVERS:
+        with pytest.raises(solve.NoProperPolicyError, match=r"states \[0\] cannot reach a terminal state"):
+            f(m)
