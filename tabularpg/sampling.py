@@ -377,6 +377,8 @@ def sample(mdp: MDP, policy: Policy, theta, n_episodes: int, *, rng, horizon=Non
     if not all_alive:
         rw[~alive_tm] = 0.0
     states, actions, next_states = st[:T].T, ac[:T].T, st[1:T + 1].T
+    if not all_alive:  # s_{len} (e.g. the terminal state entered) is not a decision state
+        states = np.where(alive_tm, st[:T], 0).T
     rewards, alive = rw.T, alive_tm.T
     terminated = np.zeros((N, T), dtype=bool)
     terminated[ended, lengths[ended] - 1] = True
