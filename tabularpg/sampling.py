@@ -186,6 +186,16 @@ class Batch:
         r"""Discounted return :math:`\sum_t \gamma^t r_t` of each episode, shape (N,)."""
         return self.rewards @ self.discounts()
 
+    def select(self, episodes) -> "Batch":
+        """The sub-batch of the given episode indices (or boolean mask)."""
+        idx = np.arange(self.n_episodes)[episodes]
+        pick = lambda x: None if x is None else x[idx]  # noqa: E731
+        return Batch(states=self.states[idx], actions=self.actions[idx], rewards=self.rewards[idx],
+                     next_states=self.next_states[idx], alive=self.alive[idx], terminated=self.terminated[idx],
+                     lengths=self.lengths[idx], gamma=self.gamma, horizon=self.horizon,
+                     truncated=self.truncated[idx], behavior_logp=pick(self.behavior_logp),
+                     split=pick(self.split), scheme=self.scheme)
+
     def steps(self):
         """Flat arrays over alive steps: ``(episode, t, state, action)``, each (M,)."""
         e, t = np.nonzero(self.alive)

@@ -1,11 +1,21 @@
 """Testing tools for users' own estimators.
 
+* :func:`assert_unbiased`, :func:`assert_variance` — statistical assertions with a
+  stated false-alarm rate (:mod:`tabularpg.testing.assertions`);
 * :mod:`tabularpg.testing.strategies` — hypothesis strategies (``mdps``, ``policies``,
   ``thetas``, ``problems``); needs the ``hypothesis`` package (``tabularpg[test]``).
 """
 import importlib
 
-__all__ = ["strategies"]
+from .assertions import (
+    TestResult,
+    assert_unbiased,
+    assert_variance,
+    unbiased_test,
+    variance_test,
+)
+
+__all__ = ["strategies", "assert_unbiased", "assert_variance", "unbiased_test", "variance_test", "TestResult"]
 
 
 def __getattr__(name):

@@ -1,0 +1,149 @@
+r"""Exact moments of Monte Carlo gradient estimators, by enumerating trajectories.
+
+For a finite horizon ``T`` (the MDP's, or a truncation), every trajectory
+:math:`\tau = (s_0, a_0, s_1, \ldots)` with positive probability
+:math:`p(\tau) = \mu(s_0)\prod_t b(a_t|s_t) P(s_{t+1}|s_t, a_t)` (``b = pi_theta`` on-policy)
+is listed once, as one episode of a :class:`~tabularpg.sampling.Batch`; the estimator's
+per-episode estimate :math:`X(\tau)` is computed by the same code that handles sampled
+batches, and
+
+.. math::
+    E[X] = \sum_\tau p(\tau) X(\tau), \qquad
+    \mathrm{Cov}[X] = \sum_\tau p(\tau) (X(\tau) - E X)(X(\tau) - E X)^\top .
+
+Batch-level baselines (``"mean"``, ``"leave_one_out"``, ``"optimal"``) couple the
+episodes of a batch, so a per-episode law does not describe them; they are refused here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validation import EnumerationTooLargeError, ValidationError, check_int, check_prob_table
+from .estimators import BATCH_BASELINES, estimate
+from .mdp import MDP
+from .policies import Policy
+from .sampling import Batch
+
+__all__ = ["Moments", "enumerate_trajectories", "exact_moments"]
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Exact ``mean`` (theta.size,), ``cov`` (theta.size, theta.size) and second moment
+    ``second`` of the per-episode estimate, from ``n_trajectories`` trajectories."""
+
+    mean: np.ndarray
+    cov: np.ndarray
+    second: np.ndarray
+    n_trajectories: int
+
+
+def enumerate_trajectories(mdp: MDP, pi, horizon: int, *, max_trajectories: int = 200_000,
+                           behavior=None):
+    """Every trajectory of length ``<= horizon`` with its probability.
+
+    Returns ``(batch, prob)``: a :class:`Batch` with one episode per trajectory and
+    ``prob`` (n,) summing to one. With ``behavior`` (S, A), actions follow it and the
+    batch carries ``behavior_logp`` (for importance-sampling estimators).
+    """
+    horizon = check_int(horizon, "horizon", minimum=1)
+    S, A = mdp.n_states, mdp.n_actions
+    act = check_prob_table(pi if behavior is None else behavior, S, A, name="behavior" if behavior is not None else "pi")
+    P = mdp.P_dense()
+    s = np.flatnonzero(mdp.mu > 0)
+    prob = mdp.mu[s].astype(float)
+    hist_s, hist_a, hist_n = [], [], []
+    alive = np.ones(s.size, dtype=bool)
+    ended = np.zeros(s.size, dtype=bool)
+    for t in range(horizon):
+        # expand every alive prefix by (a, s') with positive probability
+        w = act[s][:, :, None] * P[s]  # (n, A, S)
+        w[~alive] = 0.0
+        n_idx, a_idx, s2_idx = np.nonzero(w)
+        dead = np.flatnonzero(~alive)
+        total = n_idx.size + dead.size
+        if total > max_trajectories:
+            raise EnumerationTooLargeError(
+                f"enumerating trajectories of horizon {horizon} would need more than {max_trajectories} "
+                f"trajectories (reached {total} at t = {t}); raise `max_trajectories` or shorten the horizon")
+        parent = np.concatenate([n_idx, dead])
+        prob = np.concatenate([prob[n_idx] * w[n_idx, a_idx, s2_idx], prob[dead]])
+        hist_s = [h[parent] for h in hist_s] + [np.concatenate([s[n_idx], np.zeros(dead.size, dtype=int)])]
+        hist_a = [h[parent] for h in hist_a] + [np.concatenate([a_idx, np.zeros(dead.size, dtype=int)])]
+        hist_n = [h[parent] for h in hist_n] + [np.concatenate([s2_idx, np.zeros(dead.size, dtype=int)])]
+        was_alive = np.concatenate([np.ones(n_idx.size, bool), np.zeros(dead.size, bool)])
+        ended = np.concatenate([ended[n_idx], ended[dead]])
+        term_now = was_alive & mdp.terminal[hist_n[-1]]
+        ended = ended | term_now
+        s = hist_n[-1].copy()
+        alive = was_alive & ~term_now
+        if not alive.any():
+            break
+    T = len(hist_s)
+    states = np.stack(hist_s, axis=1)
+    actions = np.stack(hist_a, axis=1)
+    next_states = np.stack(hist_n, axis=1)
+    # alive steps: prefix until (and including) the terminating step
+    n = prob.size
+    lengths = np.full(n, T)
+    term_flags = mdp.terminal[next_states] & (np.arange(T)[None, :] >= 0)
+    first_term = np.where(term_flags.any(axis=1), np.argmax(term_flags, axis=1) + 1, T)
+    lengths = np.minimum(lengths, first_term)
+    alive_m = np.arange(T)[None, :] < lengths[:, None]
+    states, actions, next_states = (np.where(alive_m, x, 0) for x in (states, actions, next_states))
+    if mdp.R.ndim == 3:
+        rewards = mdp.R[states, actions, next_states]
+    else:
+        rewards = mdp.r_sa[states, actions]
+    rewards = np.where(alive_m, rewards, 0.0)
+    terminated = np.zeros((n, T), dtype=bool)
+    e = np.flatnonzero(first_term <= T) if mdp.terminal.any() else np.array([], dtype=int)
+    e = e[term_flags[e].any(axis=1)] if e.size else e
+    terminated[e, lengths[e] - 1] = True
+    natural = mdp.horizon is not None and horizon == mdp.horizon
+    truncated = ~terminated.any(axis=1) & (lengths == horizon) & (not natural)
+    blogp = None
+    if behavior is not None:
+        with np.errstate(divide="ignore"):
+            blogp = np.where(alive_m, np.log(act[states, actions]), 0.0)
+    batch = Batch(states=states, actions=actions, rewards=rewards, next_states=next_states, alive=alive_m,
+                  terminated=terminated, lengths=lengths.astype(np.int64), gamma=mdp.gamma, horizon=horizon,
+                  truncated=truncated, behavior_logp=blogp)
+    return batch, prob
+
+
+def exact_moments(mdp: MDP, policy: Policy, theta, estimator, horizon=None, *, max_trajectories: int = 200_000,
+                  behavior=None, **options) -> Moments:
+    r"""Exact mean and covariance of the per-episode estimate of ``estimator``.
+
+    Parameters
+    ----------
+    mdp, policy, theta
+    estimator : str or Estimator
+    horizon : int, optional
+        Trajectory length (defaults to the MDP's finite horizon; required otherwise).
+    max_trajectories : int
+        Refuse (``EnumerationTooLargeError``) when more trajectories would be needed.
+    behavior : ndarray of shape (S, A), optional
+        Behavior policy for the importance-sampling estimators.
+    **options
+        Passed to the estimator (``baseline``, ``critic``, ``lam``, ...).
+    """
+    if isinstance(options.get("baseline"), str) and options["baseline"] in BATCH_BASELINES:
+        raise ValidationError(f"baseline={options['baseline']!r} couples the episodes of a batch; exact "
+                              "per-episode moments are defined for constant, time- or state-dependent baselines")
+    if horizon is None:
+        if mdp.horizon is None:
+            raise ValidationError("`horizon` is required for an infinite-horizon MDP")
+        horizon = mdp.horizon
+    theta = policy.check_theta(theta)
+    batch, prob = enumerate_trajectories(mdp, policy.probs(theta), horizon, max_trajectories=max_trajectories,
+                                         behavior=behavior)
+    X = estimate(batch, policy, theta, estimator, **options).samples
+    mean = prob @ X
+    second = (X * prob[:, None]).T @ X
+    D = X - mean
+    cov = (D * prob[:, None]).T @ D
+    return Moments(mean=mean, cov=0.5 * (cov + cov.T), second=0.5 * (second + second.T), n_trajectories=prob.size)
