@@ -40,14 +40,19 @@ class Moments:
     n_trajectories: int
 
 
-def enumerate_trajectories(mdp: MDP, pi, horizon: int, *, max_trajectories: int = 200_000,
+def enumerate_trajectories(mdp: MDP, pi, horizon=None, *, max_trajectories: int = 200_000,
                            behavior=None):
     """Every trajectory of length ``<= horizon`` with its probability.
 
     Returns ``(batch, prob)``: a :class:`Batch` with one episode per trajectory and
     ``prob`` (n,) summing to one. With ``behavior`` (S, A), actions follow it and the
-    batch carries ``behavior_logp`` (for importance-sampling estimators).
+    batch carries ``behavior_logp`` (for importance-sampling estimators). ``horizon``
+    defaults to the MDP's finite horizon.
     """
+    if horizon is None:
+        if mdp.horizon is None:
+            raise ValidationError("`horizon` is required for an infinite-horizon MDP")
+        horizon = mdp.horizon
     horizon = check_int(horizon, "horizon", minimum=1)
     S, A = mdp.n_states, mdp.n_actions
     act = check_prob_table(pi if behavior is None else behavior, S, A, name="behavior" if behavior is not None else "pi")
