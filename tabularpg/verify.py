@@ -180,7 +180,7 @@ def run(*, seed: int = 0, monte_carlo: bool = True, quick: bool = True) -> list:
 def format_table(rows) -> str:
     """A plain-text table of the rows, one per line, with a summary line."""
     head = ("section", "identity", "formula", "MDP", "worst error", "tolerance", "result")
-    body = [(r.section, r.identity, r.formula, r.mdp, f"{r.error:.2e}", f"{r.tolerance:.0e}",
+    body = [(r.section, r.identity, r.formula, r.mdp, f"{r.error:.2e}", f"{r.tolerance:.3g}",
              "pass" if r.passed else "FAIL") for r in rows]
     widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
     line = lambda x: "  ".join(c.ljust(w) for c, w in zip(x, widths)).rstrip()  # noqa: E731

@@ -48,3 +48,10 @@ def test_console_entry_point_runs():
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert all(row["passed"] for row in json.loads(r.stdout))
+
+
+def test_verify_monte_carlo_rows_pass():
+    from tabularpg._verify_mc import monte_carlo_rows
+
+    rows = monte_carlo_rows(seed=0)
+    assert len(rows) >= 2 * 12 + 1 and all(r["passed"] for r in rows)
