@@ -149,10 +149,11 @@ def _sparse_solve(M, b, rtol, what):
     return x
 
 
-def _analyze_infinite(mdp: MDP, pi, rtol, with_d=True):
+def _analyze_infinite(mdp: MDP, pi, rtol, with_d=True, r_sa=None):
     S = mdp.n_states
     P_pi = mdp.transition_matrix(pi)
-    r_pi = mdp.expected_reward(pi)
+    r_sa = mdp.r_sa if r_sa is None else r_sa
+    r_pi = np.einsum("sa,sa->s", pi, r_sa) * mdp.nonterminal
     mu = mdp.mu.astype(r_pi.dtype)
     if mdp.is_sparse:
         M = (sp.identity(S, dtype=P_pi.dtype, format="csr") - mdp.gamma * P_pi).tocsr()
@@ -163,20 +164,21 @@ def _analyze_infinite(mdp: MDP, pi, rtol, with_d=True):
         lu = sla.lu_factor(M, check_finite=False)
         v = sla.lu_solve(lu, r_pi, check_finite=False)
         d = sla.lu_solve(lu, mu, trans=1, check_finite=False) if with_d else None
-    q = mdp.r_sa + mdp.gamma * mdp.next_state_expectation(v)
+    q = r_sa + mdp.gamma * mdp.next_state_expectation(v)
     if mdp.terminal.any():
         q = q * mdp.nonterminal[:, None]
     return PolicyEvaluation(v=v, q=q, d=d, j=mdp.mu @ v)
 
 
-def _analyze_finite(mdp: MDP, pi):
+def _analyze_finite(mdp: MDP, pi, r_sa=None):
     S, A, H = mdp.n_states, mdp.n_actions, mdp.horizon
-    dtype = np.result_type(pi.dtype, np.float64)
+    r_sa = mdp.r_sa if r_sa is None else r_sa
+    dtype = np.result_type(pi.dtype, r_sa.dtype, np.float64)
     keep = mdp.nonterminal
     v = np.zeros((H + 1, S), dtype=dtype)
     q = np.zeros((H, S, A), dtype=dtype)
     for t in range(H - 1, -1, -1):
-        q[t] = (mdp.r_sa + mdp.gamma * mdp.next_state_expectation(v[t + 1])) * keep[:, None]
+        q[t] = (r_sa + mdp.gamma * mdp.next_state_expectation(v[t + 1])) * keep[:, None]
         v[t] = np.sum(pi * q[t], axis=1)
     P_pi_T = mdp.transition_matrix(pi).T
     d = np.zeros((H, S), dtype=dtype)
@@ -186,7 +188,7 @@ def _analyze_finite(mdp: MDP, pi):
     return PolicyEvaluation(v=v[:H], q=q, d=d, j=mdp.mu @ v[0])
 
 
-def analyze(mdp: MDP, pi, *, rtol: float = SPARSE_RTOL, occupancy: bool = True) -> PolicyEvaluation:
+def analyze(mdp: MDP, pi, *, rtol: float = SPARSE_RTOL, occupancy: bool = True, reward=None) -> PolicyEvaluation:
     r"""Evaluate ``pi`` exactly: ``V``, ``Q``, occupancy ``d`` and ``J`` from one factorization.
 
     Parameters
@@ -199,6 +201,9 @@ def analyze(mdp: MDP, pi, *, rtol: float = SPARSE_RTOL, occupancy: bool = True) 
     occupancy : bool
         Also compute ``d`` (default). With False, ``d`` is None and an infinite-horizon
         dense MDP does one LU and one solve instead of two solves.
+    reward : ndarray of shape (S, A), optional
+        Use this expected reward instead of ``mdp.r_sa`` (it may depend on ``pi``, as in
+        entropy regularization; complex allowed).
 
     Returns
     -------
@@ -212,11 +217,15 @@ def analyze(mdp: MDP, pi, *, rtol: float = SPARSE_RTOL, occupancy: bool = True) 
     _check_mdp(mdp)
     pi = check_prob_table(pi, mdp.n_states, mdp.n_actions, atol=max(mdp.atol, 1e-8))
     rtol = check_float(rtol, "rtol", low=0.0, high=1.0)
+    if reward is not None:
+        reward = np.asarray(reward)
+        if reward.shape != (mdp.n_states, mdp.n_actions):
+            raise ValueError(f"`reward` must have shape {(mdp.n_states, mdp.n_actions)}; got {reward.shape}")
     if mdp.horizon is not None:
-        return _analyze_finite(mdp, pi)
+        return _analyze_finite(mdp, pi, r_sa=reward)
     if mdp.gamma == 1.0:
         _check_proper(mdp, pi)
-    return _analyze_infinite(mdp, pi, rtol, with_d=occupancy)
+    return _analyze_infinite(mdp, pi, rtol, with_d=occupancy, r_sa=reward)
 
 
 def evaluate(mdp: MDP, pi, **kw):
@@ -298,7 +307,7 @@ def policy_gradient(mdp: MDP, policy: Policy, theta, **kw) -> np.ndarray:
     theta = policy.check_theta(theta)
     pi = policy.probs(theta)
     ev = analyze(mdp, pi, **kw)
-    return policy.contract_table(theta, expected_weights(ev, pi))
+    return policy.contract_table(theta, expected_weights(ev, pi), pi=pi)
 
 
 def fisher_vector_product(mdp: MDP, policy: Policy, theta, v, *, d=None, **kw) -> np.ndarray:

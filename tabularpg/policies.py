@@ -151,12 +151,14 @@ class Policy(abc.ABC):
         dz = self.logits_jvp(np.asarray(v))
         return dz - np.sum(pi * dz, axis=-1, keepdims=True)
 
-    def contract_table(self, theta, w_sa) -> np.ndarray:
+    def contract_table(self, theta, w_sa, *, pi=None) -> np.ndarray:
         r"""``sum_{s,a} w[..., s, a] grad log pi(a|s)``, shape (..., *theta_shape).
 
-        :math:`= \mathrm{vjp}_z\big(w - \pi \odot \sum_b w_{\cdot b}\big)`.
+        :math:`= \mathrm{vjp}_z\big(w - \pi \odot \sum_b w_{\cdot b}\big)`. ``pi`` may be
+        passed when already computed (it must be ``probs(theta)``).
         """
-        pi = softmax(self._logits(np.asarray(theta)))
+        if pi is None:
+            pi = softmax(self._logits(np.asarray(theta)))
         w_sa = np.asarray(w_sa)
         return self.logits_vjp(w_sa - pi * np.sum(w_sa, axis=-1, keepdims=True))
 
