@@ -1,0 +1,227 @@
+r"""Entropy-regularized objective and the TRPO / PPO surrogates, with hand-derived gradients.
+
+Entropy regularization (Williams and Peng 1991; Cen et al. 2021):
+
+.. math::
+    J_\tau(\theta) = E\Big[\sum_t \gamma^t \big(r_t + \tau\, \mathcal H(\pi(\cdot|s_t))\big)\Big],\qquad
+    \nabla J_\tau = \sum_{s,a} d(s)\pi(a|s)\big(Q_\tau(s,a) - \tau\log\pi(a|s)\big)\nabla\log\pi(a|s),
+
+with :math:`Q_\tau = r + \gamma P V_\tau`, :math:`V_\tau(s) = \sum_a \pi(a|s)(Q_\tau(s,a) - \tau\log\pi(a|s))`:
+the regularized problem is the MDP with reward :math:`r - \tau\log\pi`, and the extra
+term :math:`-\tau\sum_a \pi\nabla\log\pi` vanishes.
+
+Surrogates at :math:`\theta_{old}` (Kakade and Langford 2002; Schulman et al. 2015, 2017),
+with :math:`d_{old}`, :math:`A_{old}` of :math:`\pi_{old}` and :math:`\rho = \pi_\theta/\pi_{old}`:
+
+.. math::
+    L(\theta) &= \sum_s d_{old}(s)\sum_a \pi_\theta(a|s) A_{old}(s,a), \qquad
+    \nabla L = \sum_{s,a} d_{old}\,\pi_\theta A_{old}\nabla\log\pi_\theta \;(= \nabla J \text{ at } \theta_{old}),\\
+    \bar{KL}(\theta) &= \sum_s d_{old}(s) KL(\pi_{old}(\cdot|s)\,\|\,\pi_\theta(\cdot|s)), \qquad
+    \nabla \bar{KL} = -\sum_{s,a} d_{old}\,\pi_{old}\nabla\log\pi_\theta,\\
+    L^{clip}(\theta) &= \sum_s d_{old}\sum_a \pi_{old}\min\big(\rho A, \mathrm{clip}(\rho, 1-\epsilon, 1+\epsilon)A\big).
+
+For softmax policies with logits linear in :math:`\theta` the Hessian of :math:`\bar{KL}` at
+any :math:`\theta` is the Fisher matrix of :math:`\pi_\theta` under :math:`d_{old}`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from . import exact
+from ._validation import check_float, check_int
+from .mdp import MDP
+from .policies import Policy, log_softmax, softmax
+
+__all__ = ["SoftSolution", "entropy_analyze", "entropy_objective", "entropy_policy_gradient",
+           "soft_value_iteration", "Surrogate", "surrogate", "expected_kl", "kl_hvp", "ppo_clip",
+           "kl_penalized", "sample_surrogate_weights", "sample_kl_weights"]
+
+
+def _safe_log(pi):
+    return np.log(np.where(pi.real > 0, pi, 1.0))
+
+
+def entropy_analyze(mdp: MDP, pi, tau: float, **kw) -> exact.PolicyEvaluation:
+    r"""Soft evaluation: ``v`` = :math:`V_\tau`, ``q`` = :math:`Q_\tau = r + \gamma P V_\tau`
+    (Cen et al.'s convention, without the :math:`-\tau\log\pi` of the current step), ``d``,
+    ``j`` = :math:`J_\tau`."""
+    tau = check_float(tau, "tau", low=0.0)
+    pi = np.asarray(pi)
+    tlog = tau * _safe_log(pi)
+    ev = exact.analyze(mdp, pi, reward=mdp.r_sa - tlog, **kw)
+    return replace(ev, q=ev.q + tlog * mdp.nonterminal[:, None])
+
+
+def entropy_objective(mdp: MDP, pi, tau: float):
+    r""":math:`J_\tau = \mu^\top V_\tau` (complex ``pi`` allowed for complex-step checks)."""
+    j = entropy_analyze(mdp, pi, tau, occupancy=False).j
+    return j.item() if hasattr(j, "item") else j
+
+
+def entropy_policy_gradient(mdp: MDP, policy: Policy, theta, tau: float) -> np.ndarray:
+    r""":math:`\nabla J_\tau`: the contraction with :math:`d\,\pi\,(Q_\tau - \tau\log\pi)`."""
+    theta = policy.check_theta(theta)
+    pi = policy.probs(theta)
+    ev = entropy_analyze(mdp, pi, tau)
+    logpi = _safe_log(pi)
+    if ev.d.ndim == 1:
+        W = ev.d[:, None] * pi * (ev.q - tau * logpi)
+    else:
+        W = np.einsum("ts,sa,tsa->sa", ev.d, pi, ev.q - tau * logpi)
+    return policy.contract_table(theta, W, pi=pi)
+
+
+@dataclass(frozen=True)
+class SoftSolution:
+    """Soft-optimal values and policy: ``v`` (S,) or (H, S), ``q``, ``pi``, ``n_iter``, ``converged``."""
+
+    v: np.ndarray
+    q: np.ndarray
+    pi: np.ndarray
+    n_iter: int
+    converged: bool
+
+
+def soft_value_iteration(mdp: MDP, tau: float, *, tol: float = 1e-12, max_iter: int = 1_000_000) -> SoftSolution:
+    r"""Soft value iteration: :math:`Q = r + \gamma P V`, :math:`V(s) = \tau\log\sum_a e^{Q(s,a)/\tau}`,
+    :math:`\pi^*_\tau = \mathrm{softmax}(Q/\tau)` (a :math:`\gamma`-contraction; stops when
+    :math:`\frac{\gamma}{1-\gamma}\|V_{k+1}-V_k\|_\infty \le` ``tol``). Finite horizons: backward induction."""
+    tau = check_float(tau, "tau", low=0.0)
+    if tau <= 0:
+        raise ValueError("`tau` must be > 0 for soft value iteration; use tabularpg.solve for tau = 0")
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    keep = mdp.nonterminal
+
+    def backup(v):
+        q = (mdp.r_sa + mdp.gamma * mdp.next_state_expectation(v)) * keep[:, None]
+        z = q / tau
+        m = z.max(axis=1)
+        return q, tau * (m + np.log(np.exp(z - m[:, None]).sum(axis=1))) * keep
+
+    if mdp.horizon is not None:
+        H = mdp.horizon
+        vs, qs = np.zeros((H + 1, mdp.n_states)), np.zeros((H, mdp.n_states, mdp.n_actions))
+        for t in range(H - 1, -1, -1):
+            qs[t], vs[t] = backup(vs[t + 1])
+        return SoftSolution(v=vs[:H], q=qs, pi=softmax(qs / tau), n_iter=H, converged=True)
+    g = mdp.gamma
+    factor = g / (1 - g) if g < 1 else 1.0
+    v = np.zeros(mdp.n_states)
+    for k in range(1, max_iter + 1):
+        q, v_new = backup(v)
+        delta = np.max(np.abs(v_new - v))
+        v = v_new
+        if factor * delta <= tol:
+            q, _ = backup(v)
+            return SoftSolution(v=v, q=q, pi=softmax(q / tau), n_iter=k, converged=True)
+    q, _ = backup(v)
+    return SoftSolution(v=v, q=q, pi=softmax(q / tau), n_iter=max_iter, converged=False)
+
+
+# ----------------------------------------------------------------------------- surrogates
+@dataclass(frozen=True)
+class Surrogate:
+    """What the surrogates need from :math:`\\pi_{old}`: ``pi_old`` (S, A), ``d_old`` (S,)
+    (summed over time), ``adv_old`` (S, A) (occupancy-weighted over time for finite
+    horizons), ``j_old``."""
+
+    pi_old: np.ndarray
+    d_old: np.ndarray
+    adv_old: np.ndarray
+    j_old: float
+
+    @classmethod
+    def at(cls, mdp: MDP, policy: Policy, theta_old) -> "Surrogate":
+        pi = policy.probs(theta_old)
+        ev = exact.analyze(mdp, pi)
+        d = ev.d_total
+        if ev.d.ndim == 1:
+            adv = ev.advantage
+        else:  # time-averaged advantage weighted by the occupancy at each time
+            adv = np.divide(np.einsum("ts,tsa->sa", ev.d, ev.advantage), d[:, None],
+                            out=np.zeros_like(pi), where=d[:, None] > 0)
+        return cls(pi_old=pi, d_old=d, adv_old=adv, j_old=float(np.real(ev.j)))
+
+
+def surrogate(sur: Surrogate, policy: Policy, theta):
+    r"""``(L, grad L)``: :math:`L(\theta) = \sum_s d_{old}\sum_a \pi_\theta A_{old}` (Kakade and
+    Langford 2002; :math:`J(\theta) \approx J_{old} + L(\theta)` to first order)."""
+    pi = policy.probs(theta)
+    W = sur.d_old[:, None] * pi * sur.adv_old
+    return np.sum(W), policy.contract_table(theta, W, pi=pi)
+
+
+def expected_kl(sur: Surrogate, policy: Policy, theta):
+    r"""``(KL, grad KL)`` with :math:`\bar{KL} = \sum_s d_{old}(s) KL(\pi_{old}\|\pi_\theta)` (nats)."""
+    logp = policy.log_probs(theta)
+    kl_s = np.sum(sur.pi_old * (_safe_log(sur.pi_old) - logp), axis=1)
+    W = -sur.d_old[:, None] * sur.pi_old
+    return float(np.real(sur.d_old @ kl_s)), policy.contract_table(theta, W)
+
+
+def kl_hvp(sur: Surrogate, policy: Policy, theta, v) -> np.ndarray:
+    r"""Hessian-vector product of :math:`\bar{KL}` at ``theta``: the Fisher-vector product of
+    :math:`\pi_\theta` under :math:`d_{old}` (logits linear in theta); never forms the matrix."""
+    theta = policy.check_theta(theta)
+    pi = policy.probs(theta)
+    jvp = policy.log_probs_jvp(theta, np.asarray(v))
+    return policy.contract_table(theta, sur.d_old[:, None] * pi * jvp, pi=pi)
+
+
+def ppo_clip(sur: Surrogate, policy: Policy, theta, *, clip: float = 0.2):
+    r"""``(L_clip, grad)`` of the PPO clipped surrogate (Schulman et al. 2017, eq. 7) in expectation.
+
+    Gradient: :math:`\sum_{s,a} d_{old}\pi_\theta A_{old} 1[\text{unclipped}]\nabla\log\pi_\theta`,
+    where a term is clipped when :math:`\rho > 1+\epsilon, A > 0` or :math:`\rho < 1-\epsilon, A < 0`
+    (the subgradient 0 is taken on the boundary)."""
+    clip = check_float(clip, "clip", low=0.0)
+    pi = policy.probs(theta)
+    rho = pi / sur.pi_old
+    A = sur.adv_old
+    val = np.minimum(rho * A, np.clip(rho, 1 - clip, 1 + clip) * A)
+    active = ~(((rho >= 1 + clip) & (A > 0)) | ((rho <= 1 - clip) & (A < 0)))
+    W = sur.d_old[:, None] * pi * A * active
+    return float(np.sum(sur.d_old[:, None] * sur.pi_old * val)), policy.contract_table(theta, W, pi=pi)
+
+
+def kl_penalized(sur: Surrogate, policy: Policy, theta, *, beta: float):
+    r"""``(L - beta KL, grad)``: the KL-penalized surrogate (PPO's adaptive-KL variant)."""
+    l, gl = surrogate(sur, policy, theta)
+    k, gk = expected_kl(sur, policy, theta)
+    return float(np.real(l)) - beta * k, gl - beta * gk
+
+
+def sample_surrogate_weights(batch, policy: Policy, theta, pi_old, advantages, *, clip=None,
+                             discount: bool = True) -> np.ndarray:
+    r"""Per-step weights (N, T) of the sampled (clipped) surrogate on a batch from :math:`\pi_{old}`.
+
+    With :math:`\rho_t = \pi_\theta(a_t|s_t)/\pi_{old}(a_t|s_t)` and advantages :math:`\hat A_t`
+    (N, T), the gradient of :math:`\frac1N\sum_{n,t}\gamma^t\min(\rho_t\hat A_t,
+    \mathrm{clip}(\rho_t)\hat A_t)` is the contraction of the weights
+    :math:`\gamma^t\rho_t\hat A_t 1[\text{unclipped}]` (divided by N); with
+    :math:`\hat A_t = A_{old}(s_t, a_t)` it is unbiased for :func:`ppo_clip`'s gradient
+    (and for :func:`surrogate`'s when ``clip`` is None). ``discount=False`` drops
+    :math:`\gamma^t` as common practice does (then the expectation weights states by the
+    undiscounted occupancy).
+    """
+    pi_old = np.asarray(pi_old)
+    logp = policy.log_probs(theta)[batch.states, batch.actions]
+    logp_old = _safe_log(pi_old)[batch.states, batch.actions]
+    rho = np.exp(np.where(batch.alive, logp - logp_old, 0.0))
+    disc = batch.discounts() if discount else np.ones(batch.width)
+    w = disc * rho * advantages
+    if clip is not None:
+        clipped = ((rho >= 1 + clip) & (advantages > 0)) | ((rho <= 1 - clip) & (advantages < 0))
+        w = np.where(clipped, 0.0, w)
+    return np.where(batch.alive, w, 0.0)
+
+
+def sample_kl_weights(batch, pi_old, *, discount: bool = True) -> np.ndarray:
+    r"""All-action weights (N, T, A) of the gradient of the sampled expected KL
+    :math:`\frac1N\sum_{n,t}\gamma^t KL(\pi_{old}(\cdot|s_t)\|\pi_\theta(\cdot|s_t))`:
+    :math:`-\gamma^t\pi_{old}(a|s_t)`."""
+    disc = batch.discounts() if discount else np.ones(batch.width)
+    w = -disc[None, :, None] * np.asarray(pi_old)[batch.states]
+    return np.where(batch.alive[..., None], w, 0.0)
