@@ -4,7 +4,7 @@ See ``DESIGN`` in the repository: estimators make weights, policies contract the
 their hand-derived score, and the exact gradient is the same contraction with the
 expected weights ``d(s) pi(a|s) Q(s, a)``.
 """
-from . import envs, exact, solve
+from . import envs, estimators, exact, moments, objectives, optim, sampling, solve, testing
 from ._validation import (
     EnumerationTooLargeError,
     ImproperPolicyError,
@@ -12,8 +12,10 @@ from ._validation import (
     TabularPGError,
     ValidationError,
 )
+from .estimators import estimate
 from .mdp import MDP
 from .policies import LinearSoftmax, Policy, TabularSoftmax
+from .sampling import Batch, sample
 
 __version__ = "0.1.0"
 
@@ -25,6 +27,15 @@ __all__ = [
     "exact",
     "envs",
     "solve",
+    "sampling",
+    "sample",
+    "Batch",
+    "estimators",
+    "estimate",
+    "moments",
+    "objectives",
+    "optim",
+    "testing",
     "TabularPGError",
     "ValidationError",
     "ShapeError",

@@ -13,7 +13,7 @@ from ._validation import ValidationError, as_float_array, as_rng, check_float, c
 from .mdp import MDP
 
 __all__ = ["garnet", "chain", "gridworld", "sutton_barto_gridworld", "cliff_walking", "bandit",
-           "two_state", "ZOO", "make"]
+           "two_state", "discount_counterexample", "ZOO", "make"]
 
 _SPARSE_AUTO = 2000
 #: Actions of the gridworlds, as in Gymnasium's CliffWalking: up, right, down, left.
@@ -249,6 +249,22 @@ def two_state(*, gamma: float = 0.9) -> MDP:
     P[0, 1, 1] = P[1, 1, 0] = 1.0
     R = np.array([[1.0, 0.0], [2.0, 0.0]])
     return MDP(P, R, np.array([1.0, 0.0]), gamma=gamma)
+
+
+def discount_counterexample():
+    r"""An MDP and a linear policy where dropping :math:`\gamma^t` reverses the gradient.
+
+    Returns ``(mdp, policy, theta)``: Garnet(3, 2, 2) (``rng=310``, gamma = 0.5, horizon 6)
+    with one shared feature per (s, a) (``N(0, 1)``, seed 310), at ``theta = 0``. The exact
+    policy gradient is positive while the expected update of ``reward_to_go_undiscounted``
+    (Nota and Thomas 2020) is negative: ascending the undiscounted update lowers ``J``.
+    Found by a search over seeds for a negative inner product (see the tests).
+    """
+    from .policies import LinearSoftmax
+
+    mdp = garnet(3, 2, 2, rng=310, gamma=0.5, horizon=6)
+    phi = np.random.default_rng(310).normal(size=(3, 2, 1))
+    return mdp, LinearSoftmax(phi), np.zeros(1)
 
 
 def _f(x):
