@@ -36,8 +36,8 @@ __all__ = ["OptimResult", "policy_gradient_ascent", "natural_policy_gradient", "
 
 @dataclass(frozen=True)
 class OptimResult:
-    """Final ``theta``; ``j`` (n_iter + 1,) exact objective of every iterate (``J_tau``
-    when entropy-regularized); ``kl`` (n_iter,) exact expected KL(old || new) of every
+    """Final ``theta``; ``j`` (n_iter + 1,) exact objective ``J`` of every iterate (with
+    entropy regularization the regularized ``J_tau`` is in ``extra["j_tau"]``); ``kl`` (n_iter,) exact expected KL(old || new) of every
     step; ``step`` (n_iter,) step sizes; ``extra`` a dict of algorithm-specific histories."""
 
     theta: np.ndarray
@@ -69,13 +69,15 @@ def _kl(mdp, policy, theta_old, theta_new, d_old=None):
 class _History:
     def __init__(self, mdp, policy, theta, tau=0.0):
         self.mdp, self.policy, self.tau = mdp, policy, tau
-        self.j = [_objective(mdp, policy, theta, tau)]
+        self.j = [_objective(mdp, policy, theta)]
         self.kl, self.step = [], []
-        self.extra = {}
+        self.extra = {"j_tau": [_objective(mdp, policy, theta, tau)]} if tau else {}
 
     def record(self, theta_old, theta_new, step, d_old=None):
         self.kl.append(_kl(self.mdp, self.policy, theta_old, theta_new, d_old))
-        self.j.append(_objective(self.mdp, self.policy, theta_new, self.tau))
+        self.j.append(_objective(self.mdp, self.policy, theta_new))
+        if self.tau:
+            self.extra["j_tau"].append(_objective(self.mdp, self.policy, theta_new, self.tau))
         self.step.append(step)
 
     def result(self, theta):
