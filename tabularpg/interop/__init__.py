@@ -1,0 +1,9 @@
+"""Interoperability: Gymnasium toy-text environments and pymdptoolbox's array layout.
+
+The core never imports Gymnasium; these functions import it when called
+(``pip install 'tabularpg[gym]'``).
+"""
+from .gymnasium import GymnasiumConversionError, from_gymnasium, to_gymnasium
+from .mdptoolbox import from_mdptoolbox, to_mdptoolbox
+
+__all__ = ["from_gymnasium", "to_gymnasium", "GymnasiumConversionError", "from_mdptoolbox", "to_mdptoolbox"]
