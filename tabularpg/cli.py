@@ -148,6 +148,139 @@ def _pyplot():
     return plt
 
 
+def _csv_list(text, name, conv=str):
+    try:
+        out = [conv(x.strip()) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise UsageError(f"{name}: {exc}") from exc
+    if not out:
+        raise UsageError(f"{name}: expected a comma-separated list; got {text!r}")
+    return out
+
+
+def _cmd_study(args) -> int:
+    import numpy as np
+
+    from . import estimators, sweep
+
+    names = _csv_list(args.estimators, "--estimators")
+    unknown = [n for n in names if n not in estimators.REGISTRY]
+    if unknown:
+        raise UsageError(f"--estimators: unknown {unknown}; registered: {', '.join(sorted(estimators.REGISTRY))}")
+    sizes = _csv_list(args.batch_sizes, "--batch-sizes", int)
+    if min(sizes) < 2:
+        raise UsageError("--batch-sizes: every batch size must be >= 2")
+    load_mdp(args.mdp, gamma=args.gamma)  # validate the spec early (exit code 2)
+    if args.gamma is not None or args.mdp.startswith("gym:") or args.mdp.endswith(".npz"):
+        raise UsageError("study takes a built-in --mdp spec (tasks rebuild it from the string); "
+                         "set gamma inside the spec, e.g. garnet:S=20,gamma=0.95")
+    tasks = sweep.grid([args.mdp], names, sizes, repeats=args.repeats, horizon=args.horizon)
+    bar = (lambda it: progress(it, total=len(tasks), desc="study", quiet=args.quiet))
+    try:
+        rows = sweep.run_sweep(tasks, seed=args.seed, progress=bar)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    agg = {}
+    for r in rows:
+        agg.setdefault((r["estimator"], r["n_episodes"]), []).append(r)
+    lines = [f"{args.mdp}: {args.repeats} repeat(s) per cell, seed {args.seed}; means over repeats",
+             f"{'estimator':26} {'N':>6} {'|E-grad J|':>10} {'bias p':>9} {'var/ep MC':>11} {'var/ep exact':>12} "
+             f"{'MSE':>10} {'cosine':>7}"]
+    table = []
+    for (name, n), rs in agg.items():
+        m = {k: float(np.nanmean([r[k] for r in rs])) if not all(np.isnan(r[k]) for r in rs) else float("nan")
+             for k in ("bias_exact_norm", "bias_p", "var_sampled", "var_exact", "mse", "cosine")}
+        table.append({"estimator": name, "n_episodes": n, **m})
+        lines.append(f"{name:26} {n:6d} {m['bias_exact_norm']:10.3g} {m['bias_p']:9.3g} {m['var_sampled']:11.4g} "
+                     f"{m['var_exact']:12.4g} {m['mse']:10.3g} {m['cosine']:7.3f}")
+    if args.out:
+        sweep.write_table(rows, args.out)
+    _emit(args, {"mdp": args.mdp, "rows": rows, "summary": table}, "\n".join(lines))
+    if args.plot:
+        _plot_study(args.plot, table, rows, args.mdp)
+    return 0
+
+
+def _plot_study(path, table, rows, title):
+    import numpy as np
+
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for name in sorted({t["estimator"] for t in table}):
+        pts = sorted((t["n_episodes"], t["var_sampled"], t["var_exact"]) for t in table if t["estimator"] == name)
+        n = np.array([p[0] for p in pts], float)
+        ax1.loglog(n, [p[1] / p[0] for p in pts], "o", label=f"{name} (MC)")
+        if np.isfinite(pts[0][2]):
+            ax1.loglog(n, [pts[0][2] / x for x in n], "-", alpha=0.6, label=f"{name}: exact var / N")
+        errs = [(r["n_episodes"], r["mse"]) for r in rows if r["estimator"] == name]
+        ax2.loglog([e[0] for e in errs], [e[1] for e in errs], ".", label=name)
+    ax1.set_xlabel("batch size N")
+    ax1.set_ylabel("variance of the batch mean (trace)")
+    ax1.legend(fontsize=7)
+    ax2.set_xlabel("batch size N")
+    ax2.set_ylabel("||mean - grad J||^2 per repeat")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+_ALGORITHMS = ("pg", "npg", "entropy_npg", "trpo", "ppo", "reinforce", "rloo", "actor_critic")
+
+
+def _cmd_train(args) -> int:
+    import numpy as np
+
+    from . import optim, solve
+    from .policies import TabularSoftmax
+
+    mdp = load_mdp(args.mdp, gamma=args.gamma, horizon=args.horizon)
+    pol = TabularSoftmax(mdp.n_states, mdp.n_actions)
+    theta0 = pol.zeros()
+    H = args.sample_horizon if mdp.horizon is None else None
+    it, lr = args.iters, args.step_size
+    runs = {
+        "pg": lambda: optim.policy_gradient_ascent(mdp, pol, theta0, step_size=lr, n_iter=it),
+        "npg": lambda: optim.natural_policy_gradient(mdp, pol, theta0, step_size=lr, n_iter=it,
+                                                     closed_form=mdp.horizon is None),
+        "entropy_npg": lambda: optim.natural_policy_gradient(mdp, pol, theta0, step_size=lr, n_iter=it, tau=args.tau,
+                                                             closed_form=mdp.horizon is None),
+        "trpo": lambda: optim.trpo(mdp, pol, theta0, delta=args.delta, n_iter=it),
+        "ppo": lambda: optim.ppo(mdp, pol, theta0, n_iter=it, lr=lr),
+        "reinforce": lambda: optim.policy_gradient_ascent(mdp, pol, theta0, step_size=lr, n_iter=it,
+                                                          estimator="reward_to_go", n_episodes=args.episodes,
+                                                          horizon=H, rng=args.seed),
+        "rloo": lambda: optim.rloo(mdp, pol, theta0, k=4, n_iter=it, step_size=lr, horizon=H, rng=args.seed),
+        "actor_critic": lambda: optim.actor_critic(mdp, pol, theta0, n_iter=it, step_size=lr,
+                                                   n_episodes=args.episodes, horizon=H, rng=args.seed),
+    }
+    try:
+        res = runs[args.algorithm]()
+        ref = solve.policy_iteration(mdp)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    j_star = float(mdp.mu @ (ref.v if ref.v.ndim == 1 else ref.v[0]))
+    every = max(1, it // 10)
+    lines = [f"{args.algorithm} on {args.mdp}: J* = {j_star:.6g}", f"{'iter':>6} {'J':>12} {'J* - J':>12} {'KL':>10}"]
+    for k in list(range(0, it + 1, every)) + ([it] if it % every else []):
+        kl = res.kl[k - 1] if k > 0 else float("nan")
+        lines.append(f"{k:6d} {res.j[k]:12.6g} {j_star - res.j[k]:12.3g} {kl:10.3g}")
+    _emit(args, {"algorithm": args.algorithm, "mdp": args.mdp, "J_star": j_star, "J": res.j, "KL": res.kl,
+                 "step": res.step}, "\n".join(lines))
+    if args.plot:
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(res.j, label=f"J ({args.algorithm})")
+        ax.axhline(j_star, color="k", ls="--", label="J*")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("J")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=110)
+        plt.close(fig)
+    return 0
+
+
 def _cmd_verify(args) -> int:
     from . import verify
 
@@ -186,6 +319,26 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("solve", help="optimal values by value iteration, policy iteration and LP")
     common(s)
     s.set_defaults(func=_cmd_solve)
+
+    st = sub.add_parser("study", help="bias and variance of estimators against their exact expectations")
+    common(st)
+    st.add_argument("--estimators", default="reinforce,reward_to_go,gae",
+                    help="comma-separated registry names (default reinforce,reward_to_go,gae)")
+    st.add_argument("--batch-sizes", default="10,100,1000", help="comma-separated batch sizes (default 10,100,1000)")
+    st.add_argument("--repeats", type=int, default=3, help="independent batches per cell (default 3)")
+    st.add_argument("--out", default=None, help="write the tidy per-repeat table (.csv or .parquet)")
+    st.set_defaults(func=_cmd_study)
+
+    tr = sub.add_parser("train", help="run an optimizer and report J per iteration against J*")
+    common(tr)
+    tr.add_argument("--algorithm", choices=_ALGORITHMS, default="npg")
+    tr.add_argument("--iters", type=int, default=100)
+    tr.add_argument("--step-size", type=float, default=1.0)
+    tr.add_argument("--episodes", type=int, default=100, help="episodes per iteration (sampled algorithms)")
+    tr.add_argument("--sample-horizon", type=int, default=100, help="truncation of sampled episodes")
+    tr.add_argument("--tau", type=float, default=0.01, help="entropy weight (entropy_npg)")
+    tr.add_argument("--delta", type=float, default=0.01, help="KL radius (trpo)")
+    tr.set_defaults(func=_cmd_train)
     return p
 
 

@@ -106,7 +106,7 @@ def study_task(task: Task, seed_seq) -> dict:
     exact_cov = None
     if task.estimator != "random_horizon":
         try:
-            mom = exact_moments(mdp, pol, theta, task.estimator, horizon, max_trajectories=20_000,
+            mom = exact_moments(mdp, pol, theta, task.estimator, horizon, max_trajectories=100_000,
                                 behavior=sample_kw.get("behavior"), **opts)
             exact_var, exact_cov = float(np.trace(mom.cov)), mom.cov
         except EnumerationTooLargeError:

@@ -55,3 +55,33 @@ def test_verify_monte_carlo_rows_pass():
 
     rows = monte_carlo_rows(seed=0)
     assert len(rows) >= 2 * 12 + 1 and all(r["passed"] for r in rows)
+
+
+def test_study_json_and_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png, csv = tmp_path / "s.png", tmp_path / "s.csv"
+    argv = ["study", "--mdp", "garnet:S=3,A=2,b=2,seed=1", "--estimators", "reinforce,reward_to_go",
+            "--batch-sizes", "20,200", "--repeats", "2", "--horizon", "3", "--json", "--plot", str(png),
+            "--out", str(csv), "--quiet"]
+    assert cli.main(argv) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert len(payload["rows"]) == 8 and png.stat().st_size > 1000 and csv.exists()
+    for row in payload["summary"]:
+        assert row["bias_exact_norm"] == 0.0  # both unbiased for the truncated objective
+        assert row["var_exact"] > 0
+
+
+def test_train_reaches_optimum(capsys):
+    assert cli.main(["train", "--mdp", "two_state", "--algorithm", "npg", "--iters", "20", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["J"][-1] == pytest.approx(payload["J_star"], abs=1e-6)
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["study", "--mdp", "two_state", "--estimators", "nope"], "unknown ['nope']"),
+    (["study", "--mdp", "two_state", "--batch-sizes", "1,x"], "--batch-sizes"),
+    (["study", "--mdp", "gym:FrozenLake-v1"], "study takes a built-in --mdp spec"),
+], ids=["unknown-estimator", "bad-batch-size", "gym-in-study"])
+def test_study_usage_errors(argv, match, capsys):
+    assert cli.main(argv) == 2
+    assert match in capsys.readouterr().err
