@@ -202,23 +202,31 @@ def _cmd_study(args) -> int:
 
 
 def _plot_study(path, table, rows, title):
+    """Left: variance of the batch mean vs N with the exact 1/N line. Right: squared error
+    to grad J per repeat with its exact expectation ||bias||^2 + tr(Cov)/N."""
     import numpy as np
 
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for name in sorted({t["estimator"] for t in table}):
-        pts = sorted((t["n_episodes"], t["var_sampled"], t["var_exact"]) for t in table if t["estimator"] == name)
+    for i, name in enumerate(sorted({t["estimator"] for t in table})):
+        color = f"C{i}"
+        pts = sorted((t["n_episodes"], t["var_sampled"], t["var_exact"], t["bias_exact_norm"])
+                     for t in table if t["estimator"] == name)
         n = np.array([p[0] for p in pts], float)
-        ax1.loglog(n, [p[1] / p[0] for p in pts], "o", label=f"{name} (MC)")
-        if np.isfinite(pts[0][2]):
-            ax1.loglog(n, [pts[0][2] / x for x in n], "-", alpha=0.6, label=f"{name}: exact var / N")
+        ax1.loglog(n, [p[1] / p[0] for p in pts], "o", color=color, label=f"{name} (Monte Carlo)")
         errs = [(r["n_episodes"], r["mse"]) for r in rows if r["estimator"] == name]
-        ax2.loglog([e[0] for e in errs], [e[1] for e in errs], ".", label=name)
+        ax2.loglog([e[0] for e in errs], [e[1] for e in errs], ".", color=color, label=f"{name} (per repeat)")
+        if np.isfinite(pts[0][2]):
+            grid = np.geomspace(n.min(), n.max(), 50)
+            ax1.loglog(grid, pts[0][2] / grid, "-", color=color, alpha=0.6, label=f"{name}: exact tr Cov / N")
+            ax2.loglog(grid, pts[0][3] ** 2 + pts[0][2] / grid, "-", color=color, alpha=0.6,
+                       label=f"{name}: exact ||bias||^2 + tr Cov / N")
     ax1.set_xlabel("batch size N")
     ax1.set_ylabel("variance of the batch mean (trace)")
     ax1.legend(fontsize=7)
     ax2.set_xlabel("batch size N")
-    ax2.set_ylabel("||mean - grad J||^2 per repeat")
+    ax2.set_ylabel("||mean - grad J||^2")
+    ax2.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -64,7 +64,8 @@ def _problem(spec, horizon, theta_seed):
 
 
 def _estimator_setup(name, mdp, horizon, pol, theta):
-    """Options (exact critics, uniform behavior) and the sampling scheme for ``name``."""
+    """Options (exact critics of the sampled horizon's objective, a uniform behavior
+    policy) and the sampling scheme for ``name``."""
     from . import exact
 
     m = mdp.replace(horizon=horizon) if mdp.horizon != horizon else mdp
@@ -73,7 +74,8 @@ def _estimator_setup(name, mdp, horizon, pol, theta):
     if name in ("q", "advantage", "all_action"):
         opts["critic"] = ev.q
     elif name in ("td_residual", "gae"):
-        opts["critic"] = np.vstack([ev.v, np.zeros((1, mdp.n_states))]) if mdp.horizon == horizon else ev.v[0]
+        # exact time-indexed V of the sampled (truncated) objective, V_T = 0: unbiased
+        opts["critic"] = np.vstack([ev.v, np.zeros((1, mdp.n_states))])
     if name.startswith("importance"):
         sample_kw["behavior"] = np.full((mdp.n_states, mdp.n_actions), 1.0 / mdp.n_actions)
     if name == "random_horizon":
