@@ -106,10 +106,13 @@ def _critic_q(critic, batch, n_states, n_actions):
 @dataclass(frozen=True)
 class StepWeights:
     """Per-step weights: ``values`` (N, T) for the taken actions, or (N, T, A) for all
-    actions (``all_actions=True``)."""
+    actions (``all_actions=True``). ``correction`` (optimal baseline only) holds a
+    per-episode, per-component baseline ``b`` (N, P) and multiplier ``Y`` (N, P): the
+    per-episode estimate is the contraction minus ``b * Y``."""
 
     values: np.ndarray
     all_actions: bool = False
+    correction: object = None
 
 
 class Estimate:
@@ -117,10 +120,10 @@ class Estimate:
     ((N, theta.size) per-episode contributions whose mean is ``.mean``), computed lazily
     (the mean by one scatter-add into an (S, A) table)."""
 
-    def __init__(self, batch, policy, theta, weights: StepWeights, correction=None):
+    def __init__(self, batch, policy, theta, weights: StepWeights):
         self._batch, self._policy, self._theta = batch, policy, theta
         self.weights = weights
-        self._correction = correction
+        self._correction = weights.correction
 
     def _contract(self, per_episode: bool, values, all_actions):
         b, pol = self._batch, self._policy
@@ -211,22 +214,22 @@ def _reinforce_parts(kind):
 
 
 def _apply_baseline(batch, policy, theta, X, m, target, baseline):
-    """Weights X - b * m for every baseline kind; returns (StepWeights, correction)."""
+    """Weights X - b * m for every baseline kind."""
     N = batch.n_episodes
     if baseline is None:
-        return StepWeights(X), None
+        return StepWeights(X)
     if isinstance(baseline, str):
         if baseline not in BATCH_BASELINES:
             raise ValidationError(f"`baseline` must be a number, an array, or one of {BATCH_BASELINES}; "
                                   f"got {baseline!r}")
         if baseline == "mean":
             b = target.sum(axis=0) / N  # (T,), dead steps count as 0
-            return StepWeights(X - b[None, :] * m), None
+            return StepWeights(X - b[None, :] * m)
         if N < 2:
             raise ValidationError(f"`baseline`={baseline!r} needs at least 2 episodes; got {N}")
         if baseline == "leave_one_out":
             b = (target.sum(axis=0)[None, :] - target) / (N - 1)
-            return StepWeights(X - b * m), None
+            return StepWeights(X - b * m)
         # optimal: per-component b_i = E[X_i Y_i] / E[Y_i^2], estimated leave-one-out
         est = Estimate(batch, policy, theta, StepWeights(X))
         Xs = est.samples
@@ -235,16 +238,16 @@ def _apply_baseline(batch, policy, theta, X, m, target, baseline):
         num = (xy.sum(axis=0)[None, :] - xy)
         den = (yy.sum(axis=0)[None, :] - yy)
         coef = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-        return StepWeights(X), _Correction(coef, Ys)
+        return StepWeights(X, correction=_Correction(coef, Ys))
     b = np.asarray(baseline, dtype=float)
     if b.ndim == 0:
-        return StepWeights(X - b * m), None
+        return StepWeights(X - b * m)
     S = policy.n_states
     if b.shape == (batch.width, 1) or (b.shape == (batch.width,) and b.shape != (S,)):
-        return StepWeights(X - b.reshape(1, -1) * m), None
+        return StepWeights(X - b.reshape(1, -1) * m)
     if b.shape == (S,) or (b.ndim == 2 and b.shape[1] == S):
         table = _state_table(b, batch, "baseline", S)
-        return StepWeights(X - table[_time_index(batch), batch.states] * m), None
+        return StepWeights(X - table[_time_index(batch), batch.states] * m)
     raise ShapeError(f"`baseline` must be a scalar, shape (T,) = ({batch.width},), (S,) = ({S},) or (T, S); "
                      f"got {b.shape}")
 
@@ -254,8 +257,7 @@ def _make_reinforce(kind):
 
     def weights(batch, policy, theta, baseline=None):
         X, m, target = parts(batch)
-        sw, corr = _apply_baseline(batch, policy, theta, X, m, target, baseline)
-        return sw if corr is None else (sw, corr)
+        return _apply_baseline(batch, policy, theta, X, m, target, baseline)
     return weights
 
 
@@ -471,6 +473,17 @@ _register(Estimator("random_horizon", _random_horizon, _expected_random_horizon,
                     formula="score(s_T', a_T') Qhat / (1 - gamma), T' ~ Geom(1-gamma)"))
 
 
+def _named(name):
+    def fn(batch, policy, theta, **options):
+        return step_weights(batch, policy, theta, name, **options)
+    est = REGISTRY[name]
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = (f"Per-step weights of the ``{name}`` estimator: {est.formula}.\n\n"
+                  f"Options: {', '.join(est.options) or 'none'}. Returns a :class:`StepWeights`; "
+                  f"``estimate(batch, policy, theta, {name!r}, ...)`` contracts them.")
+    return fn
+
+
 def _resolve(estimator):
     if isinstance(estimator, Estimator):
         return estimator
@@ -479,11 +492,14 @@ def _resolve(estimator):
     raise ValidationError(f"unknown estimator {estimator!r}; registered: {', '.join(sorted(REGISTRY))}")
 
 
-def step_weights(batch: Batch, policy: Policy, theta, estimator, **options):
-    """The per-step weights (and optional per-component correction) of ``estimator``."""
-    est = _resolve(estimator)
-    out = est.weights(batch, policy, theta, **options)
-    return out if isinstance(out, tuple) else (out, None)
+for _name in list(REGISTRY):
+    globals()[_name] = _named(_name)
+__all__ += list(REGISTRY)
+
+
+def step_weights(batch: Batch, policy: Policy, theta, estimator, **options) -> StepWeights:
+    """The per-step weights of ``estimator`` on ``batch`` (a :class:`StepWeights`)."""
+    return _resolve(estimator).weights(batch, policy, theta, **options)
 
 
 def estimate(batch: Batch, policy: Policy, theta, estimator, **options) -> Estimate:
@@ -509,8 +525,7 @@ def estimate(batch: Batch, policy: Policy, theta, estimator, **options) -> Estim
     if not isinstance(policy, Policy):
         raise TypeError(f"`policy` must be a tabularpg Policy; got {type(policy).__name__}")
     theta = policy.check_theta(theta)
-    sw, corr = step_weights(batch, policy, theta, estimator, **options)
-    return Estimate(batch, policy, theta, sw, corr)
+    return Estimate(batch, policy, theta, step_weights(batch, policy, theta, estimator, **options))
 
 
 def expected(estimator, mdp: MDP, policy: Policy, theta, *, horizon=None, **options) -> np.ndarray:

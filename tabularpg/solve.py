@@ -49,6 +49,10 @@ class SolveResult:
     n_iter: int
     converged: bool
 
+    def __iter__(self):
+        """Unpacks as ``V, pi = value_iteration(mdp)`` (the DESIGN's ``(V*, pi*)``)."""
+        return iter((self.v, self.pi))
+
 
 def _q(mdp: MDP, v):
     return (mdp.r_sa + mdp.gamma * mdp.next_state_expectation(v)) * mdp.nonterminal[:, None]

@@ -229,7 +229,7 @@ def test_gae_limits():
     batch = sample(mdp, pol, theta, 500, rng=1)
     V = np.random.default_rng(0).normal(size=(mdp.horizon + 1, 3))
     V[-1] = 0.0
-    w = lambda name, **o: E.step_weights(batch, pol, theta, name, **o)[0].values  # noqa: E731
+    w = lambda name, **o: E.step_weights(batch, pol, theta, name, **o).values  # noqa: E731
     np.testing.assert_allclose(w("gae", critic=V, lam=1.0), w("reward_to_go", baseline=V[:-1]), atol=1e-12)
     np.testing.assert_allclose(w("gae", critic=V, lam=0.0), w("td_residual", critic=V), atol=1e-12)
 

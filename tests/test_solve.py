@@ -67,3 +67,10 @@ def test_no_proper_policy_is_refused():
     for f in SOLVERS:
         with pytest.raises(solve.NoProperPolicyError, match=r"states \[0\] cannot reach a terminal state"):
             f(m)
+
+
+def test_results_unpack_as_value_and_policy():
+    m = envs.two_state()
+    V, pi = solve.value_iteration(m)
+    np.testing.assert_allclose(V, [18.0, 20.0], atol=1e-8)
+    np.testing.assert_array_equal(pi, [[0, 1], [1, 0]])
