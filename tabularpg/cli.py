@@ -45,7 +45,9 @@ def load_mdp(spec: str, *, gamma=None, horizon=None):
             env = gymnasium.make(spec[4:])
         except Exception as exc:  # gymnasium raises several error types for bad ids
             raise UsageError(f"--mdp: Gymnasium cannot make {spec[4:]!r}: {exc}") from exc
-        mdp = from_gymnasium(env, gamma=0.99 if gamma is None else gamma, horizon=horizon)
+        # default horizon: the env's TimeLimit, so J is what Gymnasium's episodes return
+        mdp = from_gymnasium(env, gamma=0.99 if gamma is None else gamma,
+                             horizon="auto" if horizon is None else horizon)
         gamma = horizon = None
     else:
         try:
