@@ -50,7 +50,7 @@ from ._validation import (
     check_prob_table,
 )
 from .mdp import MDP
-from .policies import Policy
+from .policies import Policy, softmax
 
 __all__ = [
     "PolicyEvaluation",
@@ -221,6 +221,11 @@ def analyze(mdp: MDP, pi, *, rtol: float = SPARSE_RTOL, occupancy: bool = True, 
         reward = np.asarray(reward)
         if reward.shape != (mdp.n_states, mdp.n_actions):
             raise ValueError(f"`reward` must have shape {(mdp.n_states, mdp.n_actions)}; got {reward.shape}")
+    return _analyze(mdp, pi, rtol, occupancy, reward)
+
+
+def _analyze(mdp, pi, rtol=SPARSE_RTOL, occupancy=True, reward=None):
+    """:func:`analyze` without argument checks (``pi`` from ``policy.probs`` is valid)."""
     if mdp.horizon is not None:
         return _analyze_finite(mdp, pi, r_sa=reward)
     if mdp.gamma == 1.0:
@@ -303,10 +308,14 @@ def policy_gradient(mdp: MDP, policy: Policy, theta, **kw) -> np.ndarray:
     >>> bool(np.isclose(objective(mdp, pol.probs(theta + 1j * h * e)).imag / h, g[0, 1], rtol=1e-12))
     True
     """
+    _check_mdp(mdp)
     _check_policy(policy)
     theta = policy.check_theta(theta)
-    pi = policy.probs(theta)
-    ev = analyze(mdp, pi, **kw)
+    pi = softmax(policy._logits(theta))
+    rtol = check_float(kw.pop("rtol", SPARSE_RTOL), "rtol", low=0.0, high=1.0)
+    if kw:
+        raise TypeError(f"policy_gradient got unexpected keyword arguments {sorted(kw)}")
+    ev = _analyze(mdp, pi, rtol)
     return policy.contract_table(theta, expected_weights(ev, pi), pi=pi)
 
 
