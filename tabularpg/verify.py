@@ -15,6 +15,7 @@ import numpy as np
 from . import envs, exact
 from .mdp import MDP
 from .policies import LinearSoftmax, TabularSoftmax
+from .testing.oracles import central_difference_gradient, complex_step_gradient, objective_of
 
 __all__ = ["Check", "builtin_mdps", "exact_checks", "solver_checks", "run", "format_table"]
 
@@ -68,18 +69,11 @@ def _policies(mdp: MDP, rng):
 
 
 def _complex_step_grad(mdp, pol, theta):
-    g = np.empty(pol.n_params)
-    for i, e in enumerate(np.eye(pol.n_params)):
-        g[i] = exact.objective(mdp, pol.probs(theta + 1j * _H * e.reshape(theta.shape))).imag / _H
-    return g.reshape(theta.shape)
+    return complex_step_gradient(objective_of(mdp, pol), theta)
 
 
-def _central_grad(mdp, pol, theta, h=1e-5):
-    g = np.empty(pol.n_params)
-    for i, e in enumerate(np.eye(pol.n_params)):
-        e = h * e.reshape(theta.shape)
-        g[i] = (exact.objective(mdp, pol.probs(theta + e)) - exact.objective(mdp, pol.probs(theta - e))) / (2 * h)
-    return g.reshape(theta.shape)
+def _central_grad(mdp, pol, theta):
+    return central_difference_gradient(objective_of(mdp, pol), theta)
 
 
 def _bellman_residuals(mdp: MDP, pi, ev):

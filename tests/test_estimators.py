@@ -11,8 +11,9 @@ import zlib
 import numpy as np
 import pytest
 
-from tabularpg import MDP, LinearSoftmax, TabularSoftmax, ValidationError, envs, exact
+from tabularpg import LinearSoftmax, TabularSoftmax, ValidationError, envs, exact
 from tabularpg import estimators as E
+from tabularpg._verify_mc import _terminal_mdp
 from tabularpg.moments import enumerate_trajectories, exact_moments
 from tabularpg.sampling import sample
 from tabularpg.testing import assert_unbiased, assert_variance, unbiased_test
@@ -21,13 +22,7 @@ ALPHA = 1e-6
 N_MC = 6000
 
 
-def terminal_mdp():
-    rng = np.random.default_rng(5)
-    P = rng.random((3, 2, 3))
-    P[:, :, 2] += 0.4
-    P /= P.sum(-1, keepdims=True)
-    return MDP(P, rng.normal(size=(3, 2, 3)), np.array([0.6, 0.4, 0.0]), gamma=1.0,
-               terminal=np.array([False, False, True]))
+terminal_mdp = _terminal_mdp  # shared with `tabularpg verify`'s Monte Carlo rows
 
 
 CASES = {  # name: (mdp, sampling horizon)

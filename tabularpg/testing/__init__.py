@@ -2,11 +2,13 @@
 
 * :func:`assert_unbiased`, :func:`assert_variance` — statistical assertions with a
   stated false-alarm rate (:mod:`tabularpg.testing.assertions`);
+* :mod:`tabularpg.testing.oracles` — complex-step and central-difference gradients;
 * :mod:`tabularpg.testing.strategies` — hypothesis strategies (``mdps``, ``policies``,
   ``thetas``, ``problems``); needs the ``hypothesis`` package (``tabularpg[test]``).
 """
 import importlib
 
+from . import oracles
 from .assertions import (
     TestResult,
     assert_unbiased,
@@ -15,7 +17,7 @@ from .assertions import (
     variance_test,
 )
 
-__all__ = ["strategies", "assert_unbiased", "assert_variance", "unbiased_test", "variance_test", "TestResult"]
+__all__ = ["strategies", "oracles", "assert_unbiased", "assert_variance", "unbiased_test", "variance_test", "TestResult"]
 
 
 def __getattr__(name):
