@@ -239,7 +239,6 @@ _ALGORITHMS = ("pg", "npg", "entropy_npg", "trpo", "ppo", "reinforce", "rloo", "
 
 
 def _cmd_train(args) -> int:
-    import numpy as np
 
     from . import optim, solve
     from .policies import TabularSoftmax
@@ -249,19 +248,20 @@ def _cmd_train(args) -> int:
     theta0 = pol.zeros()
     H = args.sample_horizon if mdp.horizon is None else None
     it, lr = args.iters, args.step_size
+    bar = (lambda r: progress(r, total=it, desc=args.algorithm, quiet=args.quiet))  # noqa: E731
     runs = {
-        "pg": lambda: optim.policy_gradient_ascent(mdp, pol, theta0, step_size=lr, n_iter=it),
-        "npg": lambda: optim.natural_policy_gradient(mdp, pol, theta0, step_size=lr, n_iter=it,
+        "pg": lambda: optim.policy_gradient_ascent(mdp, pol, theta0, step_size=lr, n_iter=it, progress=bar),
+        "npg": lambda: optim.natural_policy_gradient(mdp, pol, theta0, step_size=lr, n_iter=it, progress=bar,
                                                      closed_form=mdp.horizon is None),
-        "entropy_npg": lambda: optim.natural_policy_gradient(mdp, pol, theta0, step_size=lr, n_iter=it, tau=args.tau,
+        "entropy_npg": lambda: optim.natural_policy_gradient(mdp, pol, theta0, step_size=lr, n_iter=it, progress=bar, tau=args.tau,
                                                              closed_form=mdp.horizon is None),
-        "trpo": lambda: optim.trpo(mdp, pol, theta0, delta=args.delta, n_iter=it),
-        "ppo": lambda: optim.ppo(mdp, pol, theta0, n_iter=it, lr=lr),
-        "reinforce": lambda: optim.policy_gradient_ascent(mdp, pol, theta0, step_size=lr, n_iter=it,
+        "trpo": lambda: optim.trpo(mdp, pol, theta0, delta=args.delta, n_iter=it, progress=bar),
+        "ppo": lambda: optim.ppo(mdp, pol, theta0, n_iter=it, progress=bar, lr=lr),
+        "reinforce": lambda: optim.policy_gradient_ascent(mdp, pol, theta0, step_size=lr, n_iter=it, progress=bar,
                                                           estimator="reward_to_go", n_episodes=args.episodes,
                                                           horizon=H, rng=args.seed),
-        "rloo": lambda: optim.rloo(mdp, pol, theta0, k=4, n_iter=it, step_size=lr, horizon=H, rng=args.seed),
-        "actor_critic": lambda: optim.actor_critic(mdp, pol, theta0, n_iter=it, step_size=lr,
+        "rloo": lambda: optim.rloo(mdp, pol, theta0, k=4, n_iter=it, progress=bar, step_size=lr, horizon=H, rng=args.seed),
+        "actor_critic": lambda: optim.actor_critic(mdp, pol, theta0, n_iter=it, progress=bar, step_size=lr,
                                                    n_episodes=args.episodes, horizon=H, rng=args.seed),
     }
     try:

@@ -354,7 +354,7 @@ def _critic_expected(kind):
         theta = policy.check_theta(theta)
         pi = policy.probs(theta)
         ev = exact.analyze(m, pi)
-        S, A = m.n_states, m.n_actions
+        S = m.n_states
         T = m.horizon
         if critic is None:
             raise ValidationError(f"estimator {kind!r} needs `critic`")

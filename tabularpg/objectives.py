@@ -32,7 +32,7 @@ import numpy as np
 from . import exact
 from ._validation import check_float, check_int
 from .mdp import MDP
-from .policies import Policy, log_softmax, softmax
+from .policies import Policy, softmax
 
 __all__ = ["SoftSolution", "entropy_analyze", "entropy_objective", "entropy_policy_gradient",
            "soft_value_iteration", "Surrogate", "surrogate", "expected_kl", "kl_hvp", "ppo_clip",
@@ -188,9 +188,9 @@ def ppo_clip(sur: Surrogate, policy: Policy, theta, *, clip: float = 0.2):
 
 def kl_penalized(sur: Surrogate, policy: Policy, theta, *, beta: float):
     r"""``(L - beta KL, grad)``: the KL-penalized surrogate (PPO's adaptive-KL variant)."""
-    l, gl = surrogate(sur, policy, theta)
+    val, gl = surrogate(sur, policy, theta)
     k, gk = expected_kl(sur, policy, theta)
-    return float(np.real(l)) - beta * k, gl - beta * gk
+    return float(np.real(val)) - beta * k, gl - beta * gk
 
 
 def sample_surrogate_weights(batch, policy: Policy, theta, pi_old, advantages, *, clip=None,

@@ -6,6 +6,9 @@ Every algorithm is a plain function returning an :class:`OptimResult` with the f
 (``n_iter + 1`` values), the exact expected KL of every step (under the old policy's
 occupancy) and the step sizes.
 
+Every algorithm takes ``progress``: a callable wrapping the iteration range (for example
+``tqdm.tqdm``), or None.
+
 Step-size conventions (our occupancy ``d`` is unnormalized, so the natural gradient of
 tabular softmax is the advantage itself):
 
@@ -26,7 +29,7 @@ from . import exact, objectives
 from ._validation import ValidationError, as_rng, check_float, check_int
 from .estimators import estimate, fit_value_mc, fit_value_td0
 from .mdp import MDP
-from .policies import Policy, TabularSoftmax, log_softmax, softmax
+from .policies import Policy, TabularSoftmax, softmax
 from .sampling import sample
 
 __all__ = ["OptimResult", "policy_gradient_ascent", "natural_policy_gradient", "trpo", "ppo", "rloo",
@@ -85,6 +88,11 @@ class _History:
                            extra={k: np.array(v) for k, v in self.extra.items()})
 
 
+def _steps(n_iter, progress):
+    """``range(n_iter)``, wrapped by ``progress`` (e.g. ``tqdm``) when given."""
+    return range(n_iter) if progress is None else progress(range(n_iter))
+
+
 def _start(policy, theta0, n_iter):
     if not isinstance(policy, Policy):
         raise TypeError(f"`policy` must be a tabularpg Policy; got {type(policy).__name__}")
@@ -93,7 +101,7 @@ def _start(policy, theta0, n_iter):
 
 def policy_gradient_ascent(mdp: MDP, policy: Policy, theta0, *, step_size: float, n_iter: int,
                            estimator=None, n_episodes: int = 100, horizon=None, rng=0, tau: float = 0.0,
-                           **estimator_options) -> OptimResult:
+                           progress=None, **estimator_options) -> OptimResult:
     r"""Gradient ascent :math:`\theta \leftarrow \theta + \eta\, g`.
 
     ``g`` is the exact :math:`\nabla J` (or :math:`\nabla J_\tau`) when ``estimator`` is
@@ -104,7 +112,7 @@ def policy_gradient_ascent(mdp: MDP, policy: Policy, theta0, *, step_size: float
     step_size = check_float(step_size, "step_size", low=0.0)
     rng = as_rng(rng)
     hist = _History(mdp, policy, theta, tau)
-    for _ in range(n_iter):
+    for _ in _steps(n_iter, progress):
         if estimator is None:
             g = (objectives.entropy_policy_gradient(mdp, policy, theta, tau) if tau
                  else exact.policy_gradient(mdp, policy, theta))
@@ -118,7 +126,7 @@ def policy_gradient_ascent(mdp: MDP, policy: Policy, theta0, *, step_size: float
 
 
 def natural_policy_gradient(mdp: MDP, policy: Policy, theta0, *, step_size: float, n_iter: int,
-                            tau: float = 0.0, closed_form=None, damping: float = 0.0) -> OptimResult:
+                            tau: float = 0.0, closed_form=None, damping: float = 0.0, progress=None) -> OptimResult:
     r"""Natural policy gradient :math:`\theta \leftarrow \theta + s\,F^+\nabla J_\tau` (Kakade 2001).
 
     For :class:`TabularSoftmax` (``closed_form`` default True) the direction is
@@ -134,7 +142,7 @@ def natural_policy_gradient(mdp: MDP, policy: Policy, theta0, *, step_size: floa
     if closed and not isinstance(policy, TabularSoftmax):
         raise ValidationError("`closed_form`=True needs a TabularSoftmax policy")
     hist = _History(mdp, policy, theta, tau)
-    for _ in range(n_iter):
+    for _ in _steps(n_iter, progress):
         pi = policy.probs(theta)
         if tau:
             ev = objectives.entropy_analyze(mdp, pi, tau)
@@ -185,7 +193,7 @@ def _empirical_occupancy(batch, n_states):
 
 def trpo(mdp: MDP, policy: Policy, theta0, *, delta: float = 0.01, n_iter: int, cg_iters: int = 20,
          backtrack: float = 0.8, max_backtracks: int = 20, estimator=None, n_episodes: int = 200,
-         horizon=None, rng=0, **estimator_options) -> OptimResult:
+         horizon=None, rng=0, progress=None, **estimator_options) -> OptimResult:
     r"""Trust region policy optimization (Schulman et al. 2015).
 
     Per iteration: :math:`g = \nabla L(\theta_{old})` (:math:`= \nabla J`; exact, or an
@@ -201,7 +209,7 @@ def trpo(mdp: MDP, policy: Policy, theta0, *, delta: float = 0.01, n_iter: int, 
     rng = as_rng(rng)
     hist = _History(mdp, policy, theta)
     hist.extra["kl_used"] = []
-    for _ in range(n_iter):
+    for _ in _steps(n_iter, progress):
         if estimator is None:
             sur = objectives.Surrogate.at(mdp, policy, theta)
             g = objectives.surrogate(sur, policy, theta)[1]
@@ -249,7 +257,7 @@ def _advantages_from_batch(batch, n_states, critic=None):
 
 def ppo(mdp: MDP, policy: Policy, theta0, *, n_iter: int, epochs: int = 10, lr: float = 0.5,
         clip: float = 0.2, adaptive_kl: bool = False, kl_target: float = 0.01, beta0: float = 1.0,
-        n_episodes=None, horizon=None, rng=0) -> OptimResult:
+        n_episodes=None, horizon=None, rng=0, progress=None) -> OptimResult:
     r"""Proximal policy optimization (Schulman et al. 2017).
 
     Per iteration, ``epochs`` gradient-ascent steps of size ``lr`` on, from the same
@@ -272,7 +280,7 @@ def ppo(mdp: MDP, policy: Policy, theta0, *, n_iter: int, epochs: int = 10, lr: 
     beta = check_float(beta0, "beta0", low=0.0)
     hist = _History(mdp, policy, theta)
     hist.extra["beta"] = []
-    for _ in range(n_iter):
+    for _ in _steps(n_iter, progress):
         old = theta.copy()
         pi_old = policy.probs(old)
         if n_episodes is None:
@@ -311,7 +319,7 @@ def ppo(mdp: MDP, policy: Policy, theta0, *, n_iter: int, epochs: int = 10, lr: 
 
 
 def rloo(mdp: MDP, policy: Policy, theta0, *, k: int = 4, n_iter: int, step_size: float, horizon=None,
-         rng=0) -> OptimResult:
+         rng=0, progress=None) -> OptimResult:
     r"""REINFORCE leave-one-out (Kool, van Hoof and Welling 2019; Ahmadian et al. 2024).
 
     Per iteration and per start state ``s0`` with :math:`\mu(s_0) > 0`: ``k`` episodes
@@ -324,7 +332,7 @@ def rloo(mdp: MDP, policy: Policy, theta0, *, k: int = 4, n_iter: int, step_size
     rng = as_rng(rng)
     starts = np.flatnonzero(mdp.mu > 0)
     hist = _History(mdp, policy, theta)
-    for _ in range(n_iter):
+    for _ in _steps(n_iter, progress):
         g = np.zeros(policy.theta_shape)
         for s0 in starts:
             batch = sample(mdp, policy, theta, k, rng=rng, horizon=horizon, start=int(s0))
@@ -336,7 +344,7 @@ def rloo(mdp: MDP, policy: Policy, theta0, *, k: int = 4, n_iter: int, step_size
 
 
 def actor_critic(mdp: MDP, policy: Policy, theta0, *, n_iter: int, step_size: float, n_episodes: int = 50,
-                 horizon=None, rng=0, critic_lr: float = 0.1, critic_sweeps: int = 5) -> OptimResult:
+                 horizon=None, rng=0, critic_lr: float = 0.1, critic_sweeps: int = 5, progress=None) -> OptimResult:
     r"""Advantage actor-critic with a tabular TD(0) critic (seed 004's A2C): per iteration,
     a batch, ``critic_sweeps`` TD(0) sweeps warm-started from the previous critic, and a
     step along the ``td_residual`` estimate :math:`\sum_t\gamma^t\delta_t\nabla\log\pi`."""
@@ -346,7 +354,7 @@ def actor_critic(mdp: MDP, policy: Policy, theta0, *, n_iter: int, step_size: fl
     v = np.zeros(mdp.n_states)
     hist = _History(mdp, policy, theta)
     hist.extra["critic_error"] = []
-    for _ in range(n_iter):
+    for _ in _steps(n_iter, progress):
         batch = sample(mdp, policy, theta, n_episodes, rng=rng, horizon=horizon)
         v = fit_value_td0(batch, mdp.n_states, alpha=critic_lr, n_sweeps=critic_sweeps, v0=v)
         g = estimate(batch, policy, theta, "td_residual", critic=v).mean
@@ -432,7 +440,7 @@ def dpo_optimal_policy(pi_ref, reward, *, beta: float) -> np.ndarray:
 
 
 def dpo(policy: Policy, theta0, pi_ref, *, beta: float, n_iter: int, lr: float, prefs=None, reward=None,
-        mu=None) -> OptimResult:
+        mu=None, progress=None) -> OptimResult:
     r"""Gradient descent on the DPO loss: on the preference pairs ``prefs`` when given,
     else on the exact population loss (needs ``reward`` and ``mu``). ``j`` records the loss."""
     theta, n_iter = _start(policy, theta0, n_iter)
@@ -445,7 +453,7 @@ def dpo(policy: Policy, theta0, pi_ref, *, beta: float, n_iter: int, lr: float, 
                 else dpo_population_loss(policy, th, pi_ref, reward, mu, beta=beta))
 
     losses, steps, kls = [loss(theta)[0]], [], []
-    for _ in range(n_iter):
+    for _ in _steps(n_iter, progress):
         _, g = loss(theta)
         new = theta - lr * g
         p_old, lp_new = policy.probs(theta), policy.log_probs(new)

@@ -156,7 +156,6 @@ def policy_iteration(mdp: MDP, *, max_iter: int = 10_000) -> SolveResult:
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     if mdp.horizon is not None:
         return backward_induction(mdp)
-    S = mdp.n_states
     pi = _proper_policy(mdp) if mdp.gamma == 1.0 else greedy(mdp.r_sa)
     for k in range(1, max_iter + 1):
         v, q = exact.evaluate(mdp, pi)

@@ -1,7 +1,6 @@
 """Built-in MDPs, checked against published values and hand-derived closed forms."""
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from tabularpg import ValidationError, envs, exact
 

@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given
 
-from tabularpg import MDP, ImproperPolicyError, TabularSoftmax, exact
+from tabularpg import MDP, ImproperPolicyError, exact
 from tabularpg.testing import oracles
 from tabularpg.testing.strategies import problems
 

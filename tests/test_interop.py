@@ -10,7 +10,7 @@ import pytest
 
 gym = pytest.importorskip("gymnasium")
 
-from tabularpg import MDP, TabularSoftmax, envs, exact, solve  # noqa: E402
+from tabularpg import TabularSoftmax, envs, exact, solve  # noqa: E402
 from tabularpg.interop import (GymnasiumConversionError, from_gymnasium, from_mdptoolbox,  # noqa: E402
                                to_gymnasium, to_mdptoolbox)
 
