@@ -294,7 +294,10 @@ def _cmd_train(args) -> int:
 def _cmd_verify(args) -> int:
     from . import verify
 
-    rows = verify.run(seed=args.seed, monte_carlo=not args.no_monte_carlo, quick=not args.full)
+    mdps = None
+    if args.mdp is not None:
+        mdps = {args.mdp: load_mdp(args.mdp, gamma=args.gamma, horizon=args.horizon)}
+    rows = verify.run(seed=args.seed, monte_carlo=not args.no_monte_carlo, quick=not args.full, mdps=mdps)
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=1))
     else:
@@ -313,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="machine-readable output")
     v.add_argument("--no-monte-carlo", action="store_true", help="exact identities only")
     v.add_argument("--full", action="store_true", help="larger Monte Carlo samples")
+    v.add_argument("--mdp", default=None, help="check the exact identities on this MDP instead of the built-ins "
+                                               "(same specs as the other commands)")
+    v.add_argument("--gamma", type=float, default=None, help="override the discount of --mdp")
+    v.add_argument("--horizon", type=int, default=None, help="override the horizon of --mdp")
     v.set_defaults(func=_cmd_verify)
 
     def common(q):

@@ -155,7 +155,7 @@ def _run_one(fn, task, seed_seq):
 
 
 def run_sweep(tasks, *, task_fn=study_task, backend: str = "sequential", n_jobs: int = 2, client=None,
-              address=None, seed: int = 0, journal=None, progress=None) -> list:
+              address=None, seed: int = 0, journal=None, progress=None, out=None) -> list:
     """Run ``task_fn(task, seed_seq)`` for every task; return rows sorted by task index.
 
     Parameters
@@ -171,6 +171,8 @@ def run_sweep(tasks, *, task_fn=study_task, backend: str = "sequential", n_jobs:
         JSON-lines file: finished rows are appended as they complete and skipped on a rerun.
     progress : callable, optional
         Wraps the iterable of finished rows (e.g. a tqdm bar).
+    out : path, optional
+        Also write the finished table there (``.csv`` or ``.parquet``; see :func:`write_table`).
     """
     if backend not in BACKENDS:
         raise ValidationError(f"`backend` must be one of {BACKENDS}; got {backend!r}")
@@ -215,7 +217,10 @@ def run_sweep(tasks, *, task_fn=study_task, backend: str = "sequential", n_jobs:
     finally:
         if backend == "dask" and own:
             client.close()
-    return [rows[t.index] for t in sorted(tasks, key=lambda t: t.index)]
+    table = [rows[t.index] for t in sorted(tasks, key=lambda t: t.index)]
+    if out is not None:
+        write_table(table, out)
+    return table
 
 
 def _json_default(x):

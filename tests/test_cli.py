@@ -85,3 +85,11 @@ def test_train_reaches_optimum(capsys):
 def test_study_usage_errors(argv, match, capsys):
     assert cli.main(argv) == 2
     assert match in capsys.readouterr().err
+
+
+def test_verify_on_a_user_mdp_with_directional_checks(monkeypatch, capsys):
+    monkeypatch.setattr(verify, "_FULL_CHECK_PARAMS", 10)  # force the directional path
+    assert cli.main(["verify", "--mdp", "garnet:S=8,A=3,b=2,seed=4", "--no-monte-carlo", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert any("4 directions" in r["identity"] for r in rows) and all(r["passed"] for r in rows)
+    assert {r["mdp"] for r in rows} == {"garnet:S=8,A=3,b=2,seed=4"}

@@ -62,8 +62,7 @@ def test_resume_skips_finished_tasks(tmp_path):
 
 
 def test_tables(tmp_path):
-    rows = sweep.run_sweep(TASKS[:4])
-    sweep.write_table(rows, tmp_path / "t.csv")
+    rows = sweep.run_sweep(TASKS[:4], out=tmp_path / "t.csv")
     assert (tmp_path / "t.csv").read_text().splitlines()[0].startswith("index,mdp,estimator")
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
