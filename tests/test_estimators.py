@@ -269,3 +269,16 @@ def test_bad_arguments(call, exc, match):
     batch = sample(mdp, pol, theta, 5, rng=0)
     with pytest.raises(exc, match=match.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
         call(batch, pol, theta)
+
+
+@pytest.mark.parametrize("kind", ["tabular", "linear"])
+def test_mean_is_the_mean_of_the_per_episode_samples(kind):
+    """`.mean` (one scatter-add over all steps) equals `.samples.mean(0)` (per episode)."""
+    mdp, H, pol, theta = problem("terminal", kind)
+    batch = sample(mdp, pol, theta, 300, rng=0, horizon=H, behavior=BEHAVIOR)
+    for name in NAMES + ["reinforce+optimal", "reward_to_go+loo"]:
+        est = name.split("+")[0]
+        opts = ({"baseline": "optimal"} if name.endswith("optimal") else {"baseline": "leave_one_out"}
+                if name.endswith("loo") else options_for(name, mdp, H, pol, theta))
+        e = E.estimate(batch, pol, theta, est, **opts)
+        np.testing.assert_allclose(e.mean.ravel(), e.samples.mean(axis=0), atol=1e-12)
