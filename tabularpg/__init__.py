@@ -4,7 +4,7 @@ See ``DESIGN`` in the repository: estimators make weights, policies contract the
 their hand-derived score, and the exact gradient is the same contraction with the
 expected weights ``d(s) pi(a|s) Q(s, a)``.
 """
-from . import envs, estimators, exact, moments, objectives, optim, sampling, solve, testing
+from . import envs, estimators, exact, interop, moments, objectives, optim, sampling, solve, sweep, testing
 from ._validation import (
     EnumerationTooLargeError,
     ImproperPolicyError,
@@ -36,6 +36,8 @@ __all__ = [
     "objectives",
     "optim",
     "testing",
+    "interop",
+    "sweep",
     "TabularPGError",
     "ValidationError",
     "ShapeError",

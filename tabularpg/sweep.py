@@ -9,20 +9,44 @@ they complete; a sweep restarted with the same journal skips them (resumable).
 A study task (:func:`study_task`) builds the MDP from a spec string
 (:func:`tabularpg.envs.make`), samples a batch, applies the estimator and compares it with
 its exact expectation and the exact gradient: bias z statistic, sampled and exact
-per-episode variance, squared error and cosine to ``grad J``.
+per-episode variance, squared error and cosine to ``grad J``. Any picklable
+``task_fn(task, seed_seq) -> dict`` can replace it.
+
+Optional dependencies are imported only by the backends and formats that need them:
+joblib, ``dask.distributed``, pandas and pyarrow (``pip install 'tabularpg[parallel]'``).
+
+Examples
+--------
+>>> tasks = grid(["two_state"], ["reinforce"], [50, 100], repeats=2, horizon=4)
+>>> [(t.index, t.n_episodes, t.repeat) for t in tasks]
+[(0, 50, 0), (1, 50, 1), (2, 100, 0), (3, 100, 1)]
+>>> rows = run_sweep(tasks, seed=0)
+>>> [r["checksum"] for r in rows[2:]] == [r["checksum"] for r in run_sweep(tasks[2:], seed=0)]
+True
 """
 from __future__ import annotations
 
 import itertools
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from ._validation import EnumerationTooLargeError, ValidationError, check_int
 
-__all__ = ["Task", "grid", "study_task", "run_sweep", "write_table", "read_journal", "to_dataframe", "BACKENDS"]
+__all__ = [
+    "BACKENDS",
+    "Task",
+    "grid",
+    "read_journal",
+    "run_sweep",
+    "study_task",
+    "task_dict",
+    "to_dataframe",
+    "write_table",
+]
 
 BACKENDS = ("sequential", "processes", "dask")
 
@@ -53,7 +77,16 @@ def _problem(spec, horizon, theta_seed):
     from . import envs
     from .policies import TabularSoftmax
 
-    mdp = envs.make(spec)
+    if spec.startswith("gym:"):
+        try:
+            import gymnasium
+        except ImportError as exc:
+            raise ImportError(f"MDP spec {spec!r} needs gymnasium: pip install 'tabularpg[gym]'") from exc
+        from .interop import from_gymnasium
+
+        mdp = from_gymnasium(gymnasium.make(spec[4:]), gamma=0.99)
+    else:
+        mdp = envs.make(spec)
     if mdp.horizon is None and horizon is None:
         horizon = 20
     if mdp.horizon is not None and horizon is None:
@@ -84,7 +117,25 @@ def _estimator_setup(name, mdp, horizon, pol, theta):
 
 
 def study_task(task: Task, seed_seq) -> dict:
-    """Run one study cell; returns a flat dict (one row of the tidy table)."""
+    r"""Run one study cell; returns a flat dict (one row of the tidy table).
+
+    The MDP is ``envs.make(task.mdp)`` (or ``gym:ID``, gamma 0.99), the policy a tabular
+    softmax with ``theta ~ N(0, I)`` drawn from ``theta_seed``, the horizon ``task.horizon``
+    (default: the MDP's, else 20). ``seed_seq`` seeds the sampling. Estimators that need a
+    critic get the exact one of the sampled horizon's objective; importance sampling uses
+    a uniform behavior policy; ``random_horizon`` samples geometric horizons.
+
+    Columns: ``index, mdp, estimator, n_episodes, repeat, horizon``; ``grad_norm``
+    :math:`\|\nabla J\|`; ``expected_norm`` :math:`\|E[\hat g]\|` (exact expectation,
+    :func:`tabularpg.estimators.expected`); ``bias_exact_norm`` :math:`\|E[\hat g] - \nabla J\|`;
+    ``mc_mean_norm`` :math:`\|\bar g\|`; ``bias_z`` the largest coordinate-wise
+    :math:`|\bar g_i - E[\hat g_i]| / (s_i / \sqrt N)` over the coordinates that vary; ``bias_chi2, bias_dof, bias_p`` the joint
+    chi-square test of :math:`E[\hat g]` (exact covariance when trajectories can be
+    enumerated, else Hotelling with N >= 10 dim, else NaN); ``var_sampled`` and
+    ``var_exact`` the trace of the per-episode covariance; ``mse``
+    :math:`\|\bar g - \nabla J\|^2`; ``cosine`` between :math:`\bar g` and :math:`\nabla J`;
+    ``checksum`` :math:`\sum |\hat g_{n,i}|` (bit-identity checks).
+    """
     from . import estimators as E
     from . import exact
     from .moments import exact_moments
@@ -120,12 +171,23 @@ def study_task(task: Task, seed_seq) -> dict:
     else:
         res = None
     err = mean - grad
+    # largest coordinate-wise z-score of the bias, |mean_i - E_i| / (sd_i / sqrt(N)), over
+    # the coordinates that vary in the sample (NaN if none does; rare events may not show
+    # up in a small batch, so a constant coordinate is no evidence of bias by itself)
+    N = X.shape[0]
+    sd = X.std(axis=0, ddof=1) if N > 1 else np.zeros(X.shape[1])
+    vary = sd > 1e-12 * max(1.0, np.abs(X).max())
+    dev = np.abs(mean - target)[vary]
+    bias_z = float(np.max(dev / (sd[vary] / np.sqrt(N)))) if vary.any() else np.nan
     cos = float(mean @ grad / (np.linalg.norm(mean) * np.linalg.norm(grad))) if np.linalg.norm(mean) > 0 else np.nan
     return {
         "index": task.index, "mdp": task.mdp, "estimator": task.estimator, "n_episodes": task.n_episodes,
         "repeat": task.repeat, "horizon": horizon if task.estimator != "random_horizon" else "geometric",
+        "grad_norm": float(np.linalg.norm(grad)),
+        "expected_norm": float(np.linalg.norm(target)),
         "bias_exact_norm": float(np.linalg.norm(target - grad)),
         "mc_mean_norm": float(np.linalg.norm(mean)),
+        "bias_z": bias_z,
         "bias_chi2": np.nan if res is None else float(res.statistic),
         "bias_dof": np.nan if res is None else float(res.dof),
         "bias_p": np.nan if res is None else float(res.p_value),
@@ -138,89 +200,133 @@ def study_task(task: Task, seed_seq) -> dict:
 
 
 def read_journal(path) -> dict:
-    """Finished rows of a journal, keyed by task index."""
+    """Finished rows of a journal written by :func:`run_sweep`, keyed by task index."""
+    return {i: e["row"] for i, e in _journal_entries(path).items()}
+
+
+def _journal_entries(path) -> dict:
     done = {}
-    if path and os.path.exists(path):
+    if path is not None and os.path.exists(path):
         with open(path) as f:
-            for line in f:
+            for k, line in enumerate(f):
                 line = line.strip()
-                if line:
-                    row = json.loads(line)
-                    done[row["index"]] = row
+                if not line:
+                    continue
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    # a line cut short by a kill: that task was not finished
+                    warnings.warn(f"journal {path}: line {k + 1} is not valid JSON and is ignored", stacklevel=3)
+                    continue
+                done[entry["index"]] = entry
     return done
 
 
-def _run_one(fn, task, seed_seq):
-    return fn(task, seed_seq)
+def _task_key(task) -> str:
+    return repr(task)
 
 
 def run_sweep(tasks, *, task_fn=study_task, backend: str = "sequential", n_jobs: int = 2, client=None,
               address=None, seed: int = 0, journal=None, progress=None, out=None) -> list:
     """Run ``task_fn(task, seed_seq)`` for every task; return rows sorted by task index.
 
+    Task ``i`` (its ``index``, the position in the grid) gets child ``i`` of
+    ``numpy.random.SeedSequence(seed).spawn(...)`` (``spawn_key == (i,)``), so its row does
+    not depend on the backend, the number of workers, the order of completion or which
+    other tasks run.
+
     Parameters
     ----------
-    tasks : list of Task (or any objects with an ``index`` attribute)
-    task_fn : picklable callable
+    tasks : list of Task (or any picklable objects with a unique int ``index`` and a
+        deterministic ``repr``)
+    task_fn : picklable callable ``(task, numpy.random.SeedSequence) -> dict``
+        The dict is one row of the table and must be JSON-serializable when a journal is
+        used. Default :func:`study_task`.
     backend : {"sequential", "processes", "dask"}
-        ``processes`` uses joblib with ``n_jobs`` workers; ``dask`` uses ``client`` (a
-        ``dask.distributed.Client``) or connects to the scheduler at ``address``.
+        ``processes``: joblib (loky) with ``n_jobs`` workers; ``dask``: ``client`` (a
+        ``dask.distributed.Client``) or a new client of the scheduler at ``address``
+        (closed afterwards).
     seed : int
-        Root of ``SeedSequence(seed).spawn(max index + 1)``; task ``i`` gets child ``i``.
+        Root of the per-task seed sequences.
     journal : path, optional
-        JSON-lines file: finished rows are appended as they complete and skipped on a rerun.
+        JSON-lines file. Each finished task appends ``{"index", "key", "seed", "row"}``
+        as soon as it completes; a rerun with the same journal skips those tasks. A
+        journal written for another task at the same index or another ``seed`` is refused.
     progress : callable, optional
         Wraps the iterable of finished rows (e.g. a tqdm bar).
     out : path, optional
-        Also write the finished table there (``.csv`` or ``.parquet``; see :func:`write_table`).
+        Also write the finished table there (``.csv`` or ``.parquet``; :func:`write_table`).
+
+    Returns
+    -------
+    list of dict
+        One row per task, in index order (:func:`to_dataframe` makes a DataFrame).
     """
     if backend not in BACKENDS:
         raise ValidationError(f"`backend` must be one of {BACKENDS}; got {backend!r}")
+    n_jobs = check_int(n_jobs, "n_jobs", minimum=-1)
+    seed = check_int(seed, "seed", minimum=0)
     tasks = list(tasks)
-    children = np.random.SeedSequence(seed).spawn(max((t.index for t in tasks), default=-1) + 1)
-    done = read_journal(journal)
-    todo = [t for t in tasks if t.index not in done]
-    rows = dict(done)
+    indices = [t.index for t in tasks]
+    if len(set(indices)) != len(indices) or any(not isinstance(i, (int, np.integer)) or i < 0 for i in indices):
+        raise ValidationError("`tasks` must have distinct non-negative int `index` values (their grid positions)")
+    children = np.random.SeedSequence(seed).spawn(max(indices, default=-1) + 1)
+    entries = _journal_entries(journal)
+    keys = {t.index: _task_key(t) for t in tasks}
+    for i, e in entries.items():
+        if i in keys and (e.get("key") != keys[i] or e.get("seed") != seed):
+            raise ValidationError(
+                f"`journal` {journal} holds task {i} as {e.get('key')} with seed {e.get('seed')}; this sweep has "
+                f"{keys[i]} with seed {seed}: use a new journal file for a different sweep")
+    rows = {i: e["row"] for i, e in entries.items() if i in keys}
+    todo = [t for t in tasks if t.index not in rows]
 
-    def finished(row):
-        rows[row["index"]] = row
-        if journal:
+    def finished(task_index, row):
+        rows[task_index] = row
+        if journal is not None:
+            line = json.dumps({"index": task_index, "key": keys[task_index], "seed": seed, "row": row},
+                              default=_json_default)
             with open(journal, "a") as f:
-                f.write(json.dumps(row, default=_json_default) + "\n")
+                f.write(line + "\n")
 
+    own = False
     if backend == "sequential":
-        results = (task_fn(t, children[t.index]) for t in todo)
+        results = ((t.index, task_fn(t, children[t.index])) for t in todo)
     elif backend == "processes":
         try:
             from joblib import Parallel, delayed
         except ImportError as exc:
             raise ImportError("backend='processes' needs joblib: pip install 'tabularpg[parallel]'") from exc
-        results = Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(_run_one)(task_fn, t, children[t.index]) for t in todo)
+        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            delayed(_run_indexed)(task_fn, t, children[t.index]) for t in todo)
     else:
         try:
             from dask.distributed import Client, as_completed
         except ImportError as exc:
             raise ImportError("backend='dask' needs dask.distributed: pip install 'tabularpg[parallel]'") from exc
-        own = client is None
-        if own:
+        if client is None:
             if address is None:
-                raise ValidationError("backend='dask' needs a `client` or a scheduler `address`")
-            client = Client(address)
-        futures = client.map(_run_one, [task_fn] * len(todo), todo, [children[t.index] for t in todo], pure=False)
+                raise ValidationError("backend='dask' needs a `client` or a scheduler `address`; got neither")
+            client, own = Client(address), True
+        futures = client.map(_run_indexed, [task_fn] * len(todo), todo, [children[t.index] for t in todo],
+                             pure=False)
         results = (f.result() for f in as_completed(futures))
     if progress is not None:
         results = progress(results)
     try:
-        for row in results:
-            finished(row)
+        for task_index, row in results:
+            finished(task_index, row)
     finally:
-        if backend == "dask" and own:
+        if own:
             client.close()
     table = [rows[t.index] for t in sorted(tasks, key=lambda t: t.index)]
     if out is not None:
         write_table(table, out)
     return table
+
+
+def _run_indexed(fn, task, seed_seq):
+    return task.index, fn(task, seed_seq)
 
 
 def _json_default(x):
@@ -232,20 +338,17 @@ def _json_default(x):
 
 
 def write_table(rows, path) -> None:
-    """Write rows as CSV (``.csv``) or Parquet (``.parquet``, needs pandas and pyarrow)."""
+    """Write rows as CSV (``.csv``, standard library) or Parquet (``.parquet``, needs pandas
+    and pyarrow). Columns: the union of the rows' keys, in order of first appearance."""
     path = str(path)
     if path.endswith(".parquet"):
-        try:
-            import pandas as pd
-        except ImportError as exc:
-            raise ImportError("Parquet output needs pandas and pyarrow: pip install 'tabularpg[parallel]'") from exc
-        pd.DataFrame(rows).to_parquet(path, index=False)
+        to_dataframe(rows).to_parquet(path, index=False)
         return
     if not path.endswith(".csv"):
         raise ValidationError(f"`path` must end in .csv or .parquet; got {path!r}")
     import csv
 
-    keys = list(rows[0]) if rows else []
+    keys = list(dict.fromkeys(k for r in rows for k in r))
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
@@ -254,10 +357,12 @@ def write_table(rows, path) -> None:
 
 
 def to_dataframe(rows):
-    """Rows as a pandas DataFrame (needs pandas)."""
-    import pandas as pd
-
-    return pd.DataFrame(rows)
+    """Rows as a pandas DataFrame (needs pandas: ``pip install 'tabularpg[parallel]'``)."""
+    try:
+        import pandas as pd
+    except ImportError as exc:
+        raise ImportError("tables as DataFrames need pandas: pip install 'tabularpg[parallel]'") from exc
+    return pd.DataFrame(list(rows))
 
 
 def task_dict(task: Task) -> dict:

@@ -6,4 +6,4 @@ The core never imports Gymnasium; these functions import it when called
 from .gymnasium import GymnasiumConversionError, from_gymnasium, to_gymnasium
 from .mdptoolbox import from_mdptoolbox, to_mdptoolbox
 
-__all__ = ["from_gymnasium", "to_gymnasium", "GymnasiumConversionError", "from_mdptoolbox", "to_mdptoolbox"]
+__all__ = ["GymnasiumConversionError", "from_gymnasium", "from_mdptoolbox", "to_gymnasium", "to_mdptoolbox"]
