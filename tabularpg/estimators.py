@@ -31,7 +31,8 @@ with :math:`w_{n,t,a} = c_{n,t} 1[a = a_{n,t}]` for single-action estimators. Wi
 
 Baselines (``baseline=``, REINFORCE forms): a constant, a time-indexed array ``(T, 1)``
 (or ``(T,)`` when ``T != S``), a state array ``(S,)`` or a time-state array ``(T, S)``; ``"mean"`` (the batch mean of ``R``, or of ``G_t``
-per step; its expectation is :math:`(1 - 1/N)\nabla J`), ``"leave_one_out"`` (RLOO, Kool,
+per step; its expectation is :math:`(1 - 1/N)\nabla J`:
+``expected(..., baseline="mean", n_episodes=N)``), ``"leave_one_out"`` (RLOO, Kool,
 van Hoof and Welling 2019: the mean of the other ``N - 1`` episodes; unbiased) and
 ``"optimal"`` (Greensmith, Bartlett and Baxter 2004: per parameter component
 :math:`b_i^* = E[X_i Y_i]/E[Y_i^2]` with ``X`` the estimate without baseline and ``Y``
@@ -49,13 +50,28 @@ from functools import cached_property
 import numpy as np
 
 from . import exact
-from ._validation import ShapeError, ValidationError, as_float_array, check_float
+from ._validation import (
+    ShapeError,
+    ValidationError,
+    as_float_array,
+    check_float,
+    check_int,
+)
 from .mdp import MDP
 from .policies import Policy
 from .sampling import Batch
 
-__all__ = ["Estimate", "Estimator", "REGISTRY", "estimate", "expected", "step_weights",
-           "fit_value_mc", "fit_value_td0", "BATCH_BASELINES"]
+__all__ = [
+    "BATCH_BASELINES",
+    "REGISTRY",
+    "Estimate",
+    "Estimator",
+    "estimate",
+    "expected",
+    "fit_value_mc",
+    "fit_value_td0",
+    "step_weights",
+]
 
 BATCH_BASELINES = ("mean", "leave_one_out", "optimal")
 
@@ -533,10 +549,33 @@ def expected(estimator, mdp: MDP, policy: Policy, theta, *, horizon=None, **opti
     truncation of an infinite-horizon MDP; None: the MDP's own horizon or infinite).
 
     Unbiased estimators give ``grad J`` of that horizon; biased ones give the value they
-    converge to (see the module docstring)."""
+    converge to (see the module docstring). ``baseline="mean"`` needs ``n_episodes=N``
+    (the batch size): its expectation is ``(1 - 1/N)`` times the unbaselined one, because
+    each episode's own return is ``1/N`` of the baseline subtracted from it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tabularpg import envs, TabularSoftmax
+    >>> mdp, pol, theta = envs.bandit([1.0, 0.0]), TabularSoftmax(1, 2), np.zeros((1, 2))
+    >>> g = expected("reinforce", mdp, pol, theta)
+    >>> bool(np.allclose(expected("reinforce", mdp, pol, theta, baseline="mean", n_episodes=4), 0.75 * g))
+    True
+    """
     if not isinstance(mdp, MDP):
         raise TypeError(f"`mdp` must be a tabularpg.MDP; got {type(mdp).__name__}")
     est = _resolve(estimator)
+    if isinstance(options.get("baseline"), str) and options["baseline"] == "mean":
+        n = options.pop("n_episodes", None)
+        if n is None:
+            raise ValidationError("the expectation of baseline='mean' depends on the batch size: "
+                                  "pass `n_episodes` (it is (1 - 1/N) times the unbaselined expectation)")
+        n = check_int(n, "n_episodes", minimum=1)
+        options.pop("baseline")
+        return (1.0 - 1.0 / n) * est.expected(mdp, policy, theta, horizon=horizon, **options)
+    if "n_episodes" in options:
+        raise ValidationError("`n_episodes` is an option of expected() only with baseline='mean'; "
+                              f"got baseline={options.get('baseline')!r}")
     if isinstance(options.get("baseline"), str) and options["baseline"] in ("leave_one_out", "optimal"):
         options = {k: v for k, v in options.items() if k != "baseline"}  # unbiased
     return est.expected(mdp, policy, theta, horizon=horizon, **options)

@@ -13,6 +13,11 @@ batches, and
 
 Batch-level baselines (``"mean"``, ``"leave_one_out"``, ``"optimal"``) couple the
 episodes of a batch, so a per-episode law does not describe them; they are refused here.
+What is enumerated for them instead: :func:`optimal_baseline` gives the exact
+population counterpart :math:`b^*_i = E[X_i Y_i] / E[Y_i^2]` of ``"optimal"`` (for
+REINFORCE :math:`Y = \nabla\log p(\tau)`, so :math:`b^*_i = E[s_i^2 G]/E[s_i^2]`), and
+the exact expectation of ``"mean"`` with N episodes is
+:func:`tabularpg.estimators.expected_mean_baseline` (``(1 - 1/N) grad J``).
 """
 from __future__ import annotations
 
@@ -20,13 +25,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import EnumerationTooLargeError, ValidationError, check_int, check_prob_table
+from ._validation import (
+    EnumerationTooLargeError,
+    ValidationError,
+    check_int,
+    check_prob_table,
+)
 from .estimators import BATCH_BASELINES, estimate
 from .mdp import MDP
 from .policies import Policy
 from .sampling import Batch
 
-__all__ = ["Moments", "enumerate_trajectories", "exact_moments"]
+__all__ = ["Moments", "enumerate_trajectories", "exact_moments", "optimal_baseline"]
 
 
 @dataclass(frozen=True)
@@ -152,3 +162,72 @@ def exact_moments(mdp: MDP, policy: Policy, theta, estimator, horizon=None, *, m
     D = X - mean
     cov = (D * prob[:, None]).T @ D
     return Moments(mean=mean, cov=0.5 * (cov + cov.T), second=0.5 * (second + second.T), n_trajectories=prob.size)
+
+
+def optimal_baseline(mdp: MDP, policy: Policy, theta, estimator="reinforce", horizon=None, *,
+                     per_component: bool = True, max_trajectories: int = 200_000) -> np.ndarray:
+    r"""Exact variance-minimizing constant baseline (Greensmith, Bartlett, Baxter 2004), by enumeration.
+
+    Write the per-episode estimate with constant baseline ``b`` as :math:`X - b\,Y`
+    (``X``: no baseline; ``Y``: the score contracted with the baseline's multiplier, i.e.
+    :math:`\nabla\log p(\tau)` for ``reinforce`` and :math:`\sum_t \gamma^t\nabla\log\pi(a_t|s_t)`
+    for ``reward_to_go``). Then
+
+    .. math::
+        b^*_i = \frac{E[X_i Y_i]}{E[Y_i^2]} \quad (\text{per component; 0 where } E[Y_i^2] = 0),
+        \qquad b^* = \frac{E[X^\top Y]}{E\|Y\|^2} \quad (\text{one constant}),
+
+    and any other constant ``b`` has excess total variance :math:`E\|Y\|^2 (b - b^*)^2` (one
+    constant) or :math:`E[Y_i^2](b_i - b_i^*)^2` per component. ``baseline="optimal"``
+    estimates the per-component :math:`b^*_i` from the batch (leave one out).
+
+    Parameters
+    ----------
+    mdp, policy, theta
+    estimator : {"reinforce", "reward_to_go", "reward_to_go_undiscounted"}
+    horizon : int, optional
+        As in :func:`exact_moments`.
+    per_component : bool
+        ``True``: array of shape (theta.size,); ``False``: one float.
+    max_trajectories : int
+
+    Returns
+    -------
+    ndarray of shape (theta.size,) or float
+
+    References
+    ----------
+    Greensmith, Bartlett, Baxter (2004), "Variance reduction techniques for gradient
+    estimates in reinforcement learning", JMLR 5.
+
+    Examples
+    --------
+    One-step bandit: the score of action ``a`` is ``e_a - pi`` and ``G = r_a``, so
+    ``b*_i = sum_a pi_a s_ai^2 r_a / sum_a pi_a s_ai^2``:
+
+    >>> import numpy as np
+    >>> from tabularpg import envs, TabularSoftmax
+    >>> pol, theta = TabularSoftmax(1, 2), np.array([[0.5, -0.5]])
+    >>> b = optimal_baseline(envs.bandit([1.0, 0.0]), pol, theta)
+    >>> pi = pol.probs(theta)[0]
+    >>> s2 = (np.eye(2) - pi) ** 2
+    >>> bool(np.allclose(b, (pi * [1.0, 0.0]) @ s2 / (pi @ s2)))
+    True
+    """
+    name = estimator if isinstance(estimator, str) else getattr(estimator, "name", None)
+    if name not in ("reinforce", "reward_to_go", "reward_to_go_undiscounted"):
+        raise ValidationError("`estimator` must be 'reinforce', 'reward_to_go' or 'reward_to_go_undiscounted' "
+                              f"(the estimators that take a baseline); got {estimator!r}")
+    if horizon is None:
+        if mdp.horizon is None:
+            raise ValidationError("`horizon` is required for an infinite-horizon MDP")
+        horizon = mdp.horizon
+    theta = policy.check_theta(theta)
+    batch, prob = enumerate_trajectories(mdp, policy.probs(theta), horizon, max_trajectories=max_trajectories)
+    X = estimate(batch, policy, theta, name).samples
+    Y = X - estimate(batch, policy, theta, name, baseline=1.0).samples
+    if not per_component:
+        den = float(prob @ np.sum(Y * Y, axis=1))
+        return float(prob @ np.sum(X * Y, axis=1)) / den if den > 0 else 0.0
+    num, den = prob @ (X * Y), prob @ (Y * Y)
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)

@@ -3,7 +3,7 @@
 Oracles: trajectory enumeration (``moments.exact_moments``: exact mean and covariance of
 the per-episode estimate) and the exact solvers (``estimators.expected``). Monte Carlo
 checks use ``assert_unbiased`` with the exact covariance (chi-square, false-alarm rate
-1e-6) and ``assert_variance`` (false-alarm rate 1e-6), fixed seeds, N = 6000 episodes.
+1e-6), ``assert_variance`` and ``assert_covariance`` (false-alarm rate 1e-6 each), fixed seeds, N = 6000 episodes.
 The power test shows that a wrong estimator is rejected by the same test at the same N.
 """
 import zlib
@@ -17,6 +17,7 @@ from tabularpg._verify_mc import _terminal_mdp
 from tabularpg.moments import enumerate_trajectories, exact_moments
 from tabularpg.sampling import sample
 from tabularpg.testing import assert_unbiased, assert_variance, unbiased_test
+from tabularpg.testing.assertions import assert_covariance, covariance_test
 
 ALPHA = 1e-6
 N_MC = 6000
@@ -44,18 +45,22 @@ def options_for(name, mdp, H, pol, theta):
     m = mdp if H is None else mdp.replace(horizon=H)
     ev = exact.analyze(m, pol.probs(theta))
     wrong_v = np.linspace(-1, 1, mdp.n_states)
+    wrong_q = ev.q + np.linspace(-1, 1, ev.q.size).reshape(ev.q.shape)  # a biased critic
     return {
         "reinforce": {}, "reward_to_go": {}, "reward_to_go_undiscounted": {},
         "reinforce+const": {"baseline": 0.7}, "reward_to_go+state": {"baseline": ev.v[0]},
         "reward_to_go+time": {"baseline": np.linspace(0, 1, H or mdp.horizon)[:, None]},
         "q": {"critic": ev.q}, "advantage": {"critic": ev.q}, "all_action": {"critic": ev.q},
+        "q+wrong": {"critic": wrong_q}, "advantage+wrong": {"critic": wrong_q},
+        "all_action+wrong": {"critic": wrong_q},
         "td_residual": {"critic": wrong_v}, "gae": {"critic": wrong_v, "lam": 0.6},
         "importance_trajectory": {}, "importance_per_decision": {},
     }[name]
 
 
 NAMES = ["reinforce", "reward_to_go", "reward_to_go_undiscounted", "reinforce+const", "reward_to_go+state",
-         "reward_to_go+time", "q", "advantage", "all_action", "td_residual", "gae",
+         "reward_to_go+time", "q", "advantage", "all_action", "q+wrong", "advantage+wrong", "all_action+wrong",
+         "td_residual", "gae",
          "importance_trajectory", "importance_per_decision"]
 BEHAVIOR = np.array([[0.3, 0.7], [0.5, 0.5], [0.8, 0.2]])
 
@@ -72,11 +77,15 @@ def test_estimator_against_exact_moments(name, case, kind):
     target = E.expected(est, mdp, pol, theta, horizon=H, **opts).ravel()
     # 1. enumeration mean = exact expectation from the solvers
     np.testing.assert_allclose(mom.mean, target, atol=1e-10 * max(1, np.abs(target).max()))
+    if name.endswith("+wrong"):  # a wrong critic: `expected` is the biased limit, not grad J
+        grad = exact.policy_gradient(mdp if H is None else mdp.replace(horizon=H), pol, theta).ravel()
+        assert np.abs(target - grad).max() > 1e-3
     # 2. Monte Carlo mean and covariance against the exact ones
     batch = sample(mdp, pol, theta, N_MC, rng=7, horizon=H, behavior=behavior)
     samples = E.estimate(batch, pol, theta, est, **opts).samples
     assert_unbiased(samples, target, cov=mom.cov, alpha=ALPHA)
     assert_variance(samples, mom.cov, alpha=ALPHA)
+    assert_covariance(samples, mom.cov, alpha=ALPHA)
 
 
 def _next_action_estimator():
@@ -104,6 +113,21 @@ def test_power_wrong_estimator_is_rejected(case):
     assert not res.passed, res  # ... and the test at the same N catches it
 
 
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_power_wrong_covariance_is_rejected(case):
+    """Samples of reward_to_go without a baseline have the mean of reward_to_go with
+    baseline b = -1 but not its exact covariance (same trace on "truncated", different
+    structure): the covariance test rejects that covariance at the same N and alpha and
+    accepts the samples' own."""
+    mdp, H, pol, theta = problem(case, "tabular")
+    own = exact_moments(mdp, pol, theta, "reward_to_go", H)
+    other = exact_moments(mdp, pol, theta, "reward_to_go", H, baseline=-1.0)
+    samples = E.estimate(sample(mdp, pol, theta, N_MC, rng=7, horizon=H), pol, theta, "reward_to_go").samples
+    assert covariance_test(samples, own.cov, alpha=ALPHA).passed
+    res = covariance_test(samples, other.cov, alpha=ALPHA)
+    assert not res.passed, res
+
+
 def test_dropping_gamma_t_bias_is_predicted_and_detected():
     """reward_to_go_undiscounted converges to `expected(...)`, not to grad J."""
     mdp, H, pol, theta = problem("truncated", "tabular")
@@ -129,7 +153,7 @@ def test_batch_baselines(baseline, factor):
     'mean' converges to (1 - 1/N) grad J, RLOO and leave-one-out optimal to grad J
     (Hotelling T^2 at alpha = 1e-6 over 2000 batches)."""
     size = 4
-    mdp, H, pol, theta, groups = _groups("finite", 2000, size, seed=11)
+    mdp, _H, pol, theta, groups = _groups("finite", 2000, size, seed=11)
     means = np.array([E.estimate(b, pol, theta, "reinforce", baseline=baseline).mean.ravel() for b in groups])
     grad = exact.policy_gradient(mdp, pol, theta).ravel()
     target = (1 - 1 / size) * grad if factor == "1-1/N" else grad
@@ -220,11 +244,11 @@ def test_optimal_constant_baseline_and_excess_variance(case, est):
 def test_gae_limits():
     """GAE(lambda=1) = Monte Carlo advantage (reward-to-go with baseline V); GAE(0) = TD residual;
     on every step of a sampled finite-horizon batch, exactly."""
-    mdp, H, pol, theta = problem("finite", "tabular")
+    mdp, _H, pol, theta = problem("finite", "tabular")
     batch = sample(mdp, pol, theta, 500, rng=1)
     V = np.random.default_rng(0).normal(size=(mdp.horizon + 1, 3))
     V[-1] = 0.0
-    w = lambda name, **o: E.step_weights(batch, pol, theta, name, **o).values  # noqa: E731
+    w = lambda name, **o: E.step_weights(batch, pol, theta, name, **o).values
     np.testing.assert_allclose(w("gae", critic=V, lam=1.0), w("reward_to_go", baseline=V[:-1]), atol=1e-12)
     np.testing.assert_allclose(w("gae", critic=V, lam=0.0), w("td_residual", critic=V), atol=1e-12)
 
@@ -242,7 +266,7 @@ def test_all_action_variance_not_above_single_action(case):
 def test_fitted_critics_converge():
     """MC regression and TD(0) recover V (finite-horizon time-indexed MC; TD on a
     discounted truncated MDP) within Monte Carlo error."""
-    mdp, H, pol, theta = problem("finite", "tabular")
+    mdp, _H, pol, theta = problem("finite", "tabular")
     batch = sample(mdp, pol, theta, 40000, rng=2)
     v = exact.analyze(mdp, pol.probs(theta)).v
     np.testing.assert_allclose(E.fit_value_mc(batch, 3, time_indexed=True), v, atol=0.05)
@@ -260,12 +284,16 @@ BAD = [
     ("missing-critic", lambda b, p, t: E.estimate(b, p, t, "q"), ValidationError, "needs `critic`"),
     ("off-policy", lambda b, p, t: E.estimate(b, p, t, "importance_trajectory"), ValidationError, "sampled with `behavior=`"),
     ("random-horizon", lambda b, p, t: E.estimate(b, p, t, "random_horizon"), ValidationError, "horizon='geometric'"),
+    ("mean-needs-N", lambda b, p, t: E.expected("reinforce", CASES["finite"][0], p, t, baseline="mean"),
+     ValidationError, "pass `n_episodes`"),
+    ("N-without-mean", lambda b, p, t: E.expected("reinforce", CASES["finite"][0], p, t, n_episodes=3),
+     ValidationError, "`n_episodes` is an option"),
 ]
 
 
 @pytest.mark.parametrize("call,exc,match", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 def test_bad_arguments(call, exc, match):
-    mdp, H, pol, theta = problem("finite", "tabular")
+    mdp, _H, pol, theta = problem("finite", "tabular")
     batch = sample(mdp, pol, theta, 5, rng=0)
     with pytest.raises(exc, match=match.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
         call(batch, pol, theta)

@@ -41,3 +41,58 @@ def test_batch_baselines_are_refused():
 
     with pytest.raises(ValidationError, match="couples the episodes of a batch"):
         exact_moments(mdp, TabularSoftmax(1, 2), np.zeros((1, 2)), "reinforce", baseline="mean")
+
+
+@pytest.mark.parametrize("est", ["reinforce", "reward_to_go"])
+def test_optimal_baseline_is_the_vertex_of_the_exact_variance(est):
+    """Oracle: exact per-component variances Var_i(b) from `exact_moments` at b = -1, 0, 1
+    (a quadratic in b, since the baseline term has zero mean); its vertex and curvature must
+    be `optimal_baseline`'s b*_i = E[X_i Y_i] / E[Y_i^2] and E[Y_i^2], and the scalar b* must
+    minimize the exact total variance with excess E||Y||^2 (b - b*)^2."""
+    from tabularpg import TabularSoftmax
+    from tabularpg.moments import optimal_baseline
+
+    mdp = envs.garnet(3, 2, 2, rng=1, horizon=3, gamma=0.9)
+    pol = TabularSoftmax(3, 2)
+    theta = np.random.default_rng(0).normal(size=(3, 2))
+    v = {b: np.diag(exact_moments(mdp, pol, theta, est, baseline=b).cov) for b in (-1.0, 0.0, 1.0)}
+    curv = (v[1.0] + v[-1.0] - 2 * v[0.0]) / 2  # E[Y_i^2]
+    slope = (v[1.0] - v[-1.0]) / 2  # -2 E[X_i Y_i]
+    b_star = optimal_baseline(mdp, pol, theta, est)
+    assert b_star.shape == (pol.n_params,)
+    np.testing.assert_allclose(b_star, -slope / (2 * curv), rtol=1e-9, atol=1e-9)
+    b1 = optimal_baseline(mdp, pol, theta, est, per_component=False)
+    t = {b: np.trace(exact_moments(mdp, pol, theta, est, baseline=b).cov) for b in (b1, b1 + 0.5, b1 - 2.0)}
+    assert t[b1 + 0.5] - t[b1] == pytest.approx(curv.sum() * 0.25, rel=1e-9)
+    assert t[b1 - 2.0] - t[b1] == pytest.approx(curv.sum() * 4.0, rel=1e-9)
+    with pytest.raises(ValidationError, match="estimator"):
+        optimal_baseline(mdp, pol, theta, "q")
+
+
+@pytest.mark.parametrize("est", ["reinforce", "reward_to_go", "reward_to_go_undiscounted"])
+def test_batch_baselines_exact_over_all_pairs(est):
+    """Batch-coupled baselines, exactly, for batches of N = 2 episodes: the oracle averages
+    ``estimate(...).mean`` over every ordered pair of enumerated trajectories with weight
+    p(tau_i) p(tau_j) (a brute-force loop, test only). "mean" gives exactly
+    ``expected(..., baseline="mean", n_episodes=2)`` = (1 - 1/2) x the unbaselined expectation;
+    "leave_one_out" and "optimal" (leave-one-out coefficients) give exactly the latter."""
+    from tabularpg import TabularSoftmax
+    from tabularpg import estimators as E
+
+    mdp = envs.garnet(2, 2, 2, rng=4, horizon=2, gamma=0.9)
+    pol = TabularSoftmax(2, 2)
+    theta = np.random.default_rng(1).normal(size=(2, 2))
+    batch, prob = enumerate_trajectories(mdp, pol.probs(theta), 2)
+    K = prob.size
+    unbiased = E.expected(est, mdp, pol, theta).ravel()
+    mean_target = E.expected(est, mdp, pol, theta, baseline="mean", n_episodes=2).ravel()
+    np.testing.assert_allclose(mean_target, E.expected_mean_baseline(est, mdp, pol, theta, n_episodes=2).ravel())
+    for baseline, target in [("mean", mean_target),
+                             ("leave_one_out", unbiased), ("optimal", unbiased)]:
+        total = np.zeros(pol.n_params)
+        for i in range(K):
+            for j in range(K):
+                g = E.estimate(batch.select([i, j]), pol, theta, est, baseline=baseline).mean.ravel()
+                total += prob[i] * prob[j] * g
+        np.testing.assert_allclose(total, target, atol=1e-12)
+    assert np.abs(unbiased).max() > 1e-2  # the factor 1/2 is visible

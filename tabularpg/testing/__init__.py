@@ -11,13 +11,15 @@ import importlib
 from . import oracles
 from .assertions import (
     TestResult,
+    assert_covariance,
     assert_unbiased,
     assert_variance,
+    covariance_test,
     unbiased_test,
     variance_test,
 )
 
-__all__ = ["strategies", "oracles", "assert_unbiased", "assert_variance", "unbiased_test", "variance_test", "TestResult"]
+__all__ = ["strategies", "oracles", "assert_unbiased", "assert_covariance", "covariance_test", "assert_variance", "unbiased_test", "variance_test", "TestResult"]
 
 
 def __getattr__(name):
