@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ._validation import ValidationError, as_float_array, as_rng, check_float, check_int
+from ._validation import ArgumentTypeError, ValidationError, as_float_array, as_rng, check_float, check_int
 from .mdp import MDP
 
 __all__ = ["garnet", "chain", "gridworld", "sutton_barto_gridworld", "cliff_walking", "bandit",
@@ -106,7 +106,8 @@ def chain(n_states: int = 5, *, gamma: float = 0.9, slip: float = 0.2, small: fl
 
 
 def gridworld(text_map, *, gamma: float = 0.9, step_reward: float = 0.0, goal_reward: float = 1.0,
-              cliff_reward: float = -100.0, wall_reward=None, slip: float = 0.0, horizon=None) -> MDP:
+              cliff_reward: float = -100.0, wall_reward=None, slip: float = 0.0, teleports=None,
+              horizon=None) -> MDP:
     r"""A gridworld from a text map, one string per row.
 
     Cells: ``.`` free, ``#`` wall, ``S`` start (``mu`` is uniform over the ``S`` cells),
@@ -115,7 +116,15 @@ def gridworld(text_map, *, gamma: float = 0.9, step_reward: float = 0.0, goal_re
     cell, as in Sutton & Barto's Example 6.6). Actions 0..3 = up, right, down, left;
     moving into a wall or off the grid leaves the agent in place (reward ``wall_reward``,
     default ``step_reward``). With probability ``slip`` a uniformly random action is
-    executed instead. States are the non-wall cells in row-major order.
+    executed instead. ``teleports`` maps a cell ``(row, col)`` to ``((row', col'), reward)``:
+    every action taken in that cell moves to ``(row', col')`` with that reward (Sutton &
+    Barto's A -> A' and B -> B'). States are the non-wall cells in row-major order.
+
+    Examples
+    --------
+    >>> m = gridworld(["S.G"], gamma=1.0, step_reward=-1.0, goal_reward=0.0)
+    >>> m.n_states, m.n_actions, m.terminal.tolist()
+    (3, 4, [False, False, True])
     """
     rows = [list(r) for r in (text_map.strip().splitlines() if isinstance(text_map, str) else text_map)]
     if not rows or any(len(r) != len(rows[0]) for r in rows):
@@ -132,6 +141,11 @@ def gridworld(text_map, *, gamma: float = 0.9, step_reward: float = 0.0, goal_re
         raise ValidationError("`text_map` needs at least one start cell 'S'")
     slip = check_float(slip, "slip", low=0.0, high=1.0)
     wall_reward = step_reward if wall_reward is None else wall_reward
+    teleports = {} if teleports is None else dict(teleports)
+    for src, (dst, _) in teleports.items():
+        for name, cell in (("source", src), ("target", dst)):
+            if tuple(cell) not in index:
+                raise ValidationError(f"`teleports` {name} {tuple(cell)} must be a non-wall cell of the map")
     S, A = len(cells), 4
     P = np.zeros((S, A, S))
     R = np.zeros((S, A))
@@ -141,7 +155,10 @@ def gridworld(text_map, *, gamma: float = 0.9, step_reward: float = 0.0, goal_re
         for move in range(A):
             nr, nc = c[0] + MOVES[move][0], c[1] + MOVES[move][1]
             inside = 0 <= nr < grid.shape[0] and 0 <= nc < grid.shape[1] and grid[nr, nc] != "#"
-            if not inside:
+            if c in teleports:
+                (tr, tc), rew = teleports[c]
+                dest = {index[(tr, tc)]: 1.0}
+            elif not inside:
                 dest, rew = {s: 1.0}, wall_reward
             elif grid[nr, nc] == "C":
                 dest, rew = {st: p for st, p in zip(starts, start_mu[starts])}, cliff_reward
@@ -165,28 +182,11 @@ def sutton_barto_gridworld(*, gamma: float = 0.9) -> MDP:
     B = (0, 3) every action moves to B' = (2, 3) with reward +5; actions that would
     leave the grid keep the agent in place with reward -1; all other moves give 0.
     States are cells in row-major order (``s = 5 * row + col``); actions up, right,
-    down, left; ``mu`` uniform. Published values: ``V(A) = 8.8`` under the equiprobable
+    down, left; ``mu`` uniform. Built by :func:`gridworld` with two teleport cells. Published values: ``V(A) = 8.8`` under the equiprobable
     policy (Figure 3.2) and ``V*(A) = 24.4`` (Example 3.8, Figure 3.5), gamma = 0.9.
     """
-    n = 5
-    S, A = n * n, 4
-    P = np.zeros((S, A, S))
-    R = np.zeros((S, A))
-    special = {(0, 1): ((4, 1), 10.0), (0, 3): ((2, 3), 5.0)}
-    for r in range(n):
-        for c in range(n):
-            s = n * r + c
-            for a in range(A):
-                if (r, c) in special:
-                    (tr, tc), rew = special[(r, c)]
-                else:
-                    tr, tc = r + MOVES[a][0], c + MOVES[a][1]
-                    rew = 0.0
-                    if not (0 <= tr < n and 0 <= tc < n):
-                        tr, tc, rew = r, c, -1.0
-                P[s, a, n * tr + tc] = 1.0
-                R[s, a] = rew
-    return MDP(P, R, np.full(S, 1.0 / S), gamma=gamma)
+    return gridworld(["SSSSS"] * 5, gamma=gamma, step_reward=0.0, wall_reward=-1.0,
+                     teleports={(0, 1): ((4, 1), 10.0), (0, 3): ((2, 3), 5.0)})
 
 
 CLIFF_MAP = """
@@ -288,7 +288,7 @@ def _means(x):
 
 
 #: name -> (constructor, {spec key: (keyword, parser)}, default keyword arguments)
-ZOO = {
+_SPECS = {
     "garnet": (lambda S, A, b, **kw: garnet(S, A, b, **kw),
                {"S": ("S", _i), "A": ("A", _i), "b": ("b", _i), "seed": ("rng", _i), "gamma": ("gamma", _f),
                 "sparse": ("sparse", _b), "horizon": ("horizon", _i)},
@@ -301,6 +301,10 @@ ZOO = {
     "bandit": (bandit, {"means": ("means", _means), "gamma": ("gamma", _f)}, {"means": [1.0, 0.9, 0.1]}),
     "two_state": (two_state, {"gamma": ("gamma", _f)}, {}),
 }
+
+
+#: name -> zero-argument factory of a small default instance (``ZOO["garnet"]()``).
+ZOO = {name: (lambda name=name: make(name)) for name in _SPECS}
 
 
 def make(spec: str) -> MDP:
@@ -316,13 +320,13 @@ def make(spec: str) -> MDP:
     6
     """
     if not isinstance(spec, str):
-        raise TypeError(f"`spec` must be a string; got {type(spec).__name__}")
+        raise ArgumentTypeError(f"`spec` must be a string; got {type(spec).__name__}")
     name, _, rest = spec.partition(":")
     name = name.strip()
-    if name not in ZOO:
-        raise ValidationError(f"unknown MDP {name!r}; valid names: {', '.join(sorted(ZOO))} "
+    if name not in _SPECS:
+        raise ValidationError(f"unknown MDP {name!r}; valid names: {', '.join(sorted(_SPECS))} "
                               "(e.g. garnet:S=50,A=4,b=5,seed=0)")
-    ctor, keys, defaults = ZOO[name]
+    ctor, keys, defaults = _SPECS[name]
     kwargs = dict(defaults)
     for item in filter(None, (x.strip() for x in rest.split(","))):
         key, eq, value = item.partition("=")

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from . import exact
-from ._validation import TabularPGError, ValidationError, check_float, check_int
+from ._validation import ArgumentTypeError, TabularPGError, ValidationError, check_float, check_int
 from .mdp import MDP
 
 __all__ = ["SolveResult", "NoProperPolicyError", "value_iteration", "policy_iteration", "linear_program",
@@ -87,7 +87,7 @@ def backward_induction(mdp: MDP) -> SolveResult:
 
 def _check(mdp):
     if not isinstance(mdp, MDP):
-        raise TypeError(f"`mdp` must be a tabularpg.MDP; got {type(mdp).__name__}")
+        raise ArgumentTypeError(f"`mdp` must be a tabularpg.MDP; got {type(mdp).__name__}")
 
 
 def _proper_policy(mdp: MDP) -> np.ndarray:

@@ -72,15 +72,41 @@ def test_bandit():
     assert exact.objective(m, np.array([[0.2, 0.3, 0.5]])) == pytest.approx(0.2 + 0.27 + 0.05)
 
 
-def test_make_and_errors():
+def test_make_and_zoo():
     assert envs.make("garnet:S=6,A=2,b=2,seed=3").n_states == 6
     assert envs.make("bandit:means=1;2;3").n_actions == 3
     assert envs.make("cliff_walking:gamma=0.9").gamma == 0.9
-    with pytest.raises(ValidationError, match="unknown MDP 'nope'; valid names: bandit, chain"):
-        envs.make("nope")
-    with pytest.raises(ValidationError, match="bad option 'Q=1' for garnet; valid keys"):
-        envs.make("garnet:Q=1")
-    with pytest.raises(ValidationError, match="`branching` must be <= n_states = 3"):
-        envs.garnet(3, 2, 4)
-    with pytest.raises(ValidationError, match="unknown cell characters"):
-        envs.gridworld("S.x")
+    for name, factory in envs.ZOO.items():
+        m = factory()
+        assert m.n_states >= 1 and m.n_actions >= 1, name
+
+
+def test_gridworld_teleport():
+    """Hand-computed: from the teleport cell every action jumps to the target with its reward."""
+    m = envs.gridworld(["S..", "..G"], teleports={(0, 1): ((1, 0), 3.0)})
+    assert np.all(m.P[1, :, 3] == 1.0) and np.all(m.r_sa[1] == 3.0)
+    assert m.terminal.tolist() == [False] * 5 + [True]
+
+
+BAD = [
+    ("unknown-name", lambda: envs.make("nope"), ValidationError, "unknown MDP 'nope'; valid names: bandit, chain"),
+    ("unknown-key", lambda: envs.make("garnet:Q=1"), ValidationError, "bad option 'Q=1' for garnet; valid keys"),
+    ("bad-value", lambda: envs.make("chain:S=x"), ValidationError, "bad value for chain option 'S'"),
+    ("spec-not-str", lambda: envs.make(3), TypeError, "`spec` must be a string; got int"),
+    ("branching>S", lambda: envs.garnet(3, 2, 4), ValidationError, "`branching` must be <= n_states = 3"),
+    ("branching<1", lambda: envs.garnet(3, 2, 0), ValidationError, "branching"),
+    ("neg-reward-scale", lambda: envs.garnet(3, 2, 2, reward_scale=-1.0), ValidationError, "reward_scale"),
+    ("chain-slip>1", lambda: envs.chain(4, slip=1.5), ValidationError, "slip"),
+    ("grid-char", lambda: envs.gridworld("S.x"), ValidationError, "unknown cell characters"),
+    ("grid-ragged", lambda: envs.gridworld(["S.", "."]), ValidationError, "non-empty rectangle"),
+    ("grid-no-start", lambda: envs.gridworld(["..G"]), ValidationError, "start cell 'S'"),
+    ("grid-teleport-wall", lambda: envs.gridworld(["S#"], teleports={(0, 0): ((0, 1), 1.0)}),
+     ValidationError, r"`teleports` target \(0, 1\) must be a non-wall cell"),
+    ("bandit-empty", lambda: envs.bandit([]), ValidationError, "at least one arm"),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_arguments(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()

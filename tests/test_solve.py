@@ -59,14 +59,47 @@ def test_finite_horizon_backward_induction():
     assert m.mu @ r.v[0] >= best - 1e-12
 
 
-def test_no_proper_policy_is_refused():
+def _no_proper_policy_mdp():
     P = np.zeros((2, 1, 2))
     P[0, 0, 0] = 1.0
     P[1, 0, 1] = 1.0
-    m = MDP(P, np.zeros((2, 1)), np.array([1.0, 0.0]), gamma=1.0, terminal=np.array([False, True]))
+    return MDP(P, np.zeros((2, 1)), np.array([1.0, 0.0]), gamma=1.0, terminal=np.array([False, True]))
+
+
+@pytest.mark.parametrize("solver", SOLVERS, ids=lambda f: f.__name__)
+def test_cliff_walking_optimal_return(solver):
+    """Sutton & Barto (2018), Example 6.6: the optimal path along the cliff takes 13 steps."""
+    m = envs.cliff_walking()
+    assert m.mu @ solver(m).v == pytest.approx(-13.0, abs=1e-8)
+
+
+def test_sparse_solvers_match_dense():
+    d = envs.garnet(60, 3, 4, rng=5, sparse=False)
+    s = envs.garnet(60, 3, 4, rng=5, sparse=True)
+    ref = solve.policy_iteration(d).v
     for f in SOLVERS:
-        with pytest.raises(solve.NoProperPolicyError, match=r"states \[0\] cannot reach a terminal state"):
-            f(m)
+        np.testing.assert_allclose(f(s).v, ref, atol=1e-8)
+
+
+BAD = [
+    ("no-proper-policy-vi", lambda: solve.value_iteration(_no_proper_policy_mdp()), solve.NoProperPolicyError,
+     r"states \[0\] cannot reach a terminal state"),
+    ("no-proper-policy-pi", lambda: solve.policy_iteration(_no_proper_policy_mdp()), solve.NoProperPolicyError,
+     r"states \[0\] cannot reach a terminal state"),
+    ("no-proper-policy-lp", lambda: solve.linear_program(_no_proper_policy_mdp()), solve.NoProperPolicyError,
+     r"states \[0\] cannot reach a terminal state"),
+    ("not-an-mdp", lambda: solve.value_iteration(np.zeros(3)), TypeError, "`mdp` must be a tabularpg.MDP; got ndarray"),
+    ("negative-tol", lambda: solve.value_iteration(envs.two_state(), tol=-1.0), ValueError, "tol"),
+    ("zero-max-iter", lambda: solve.policy_iteration(envs.two_state(), max_iter=0), ValueError, "max_iter"),
+    ("bi-no-horizon", lambda: solve.backward_induction(envs.two_state()), ValueError,
+     "backward_induction needs a finite `horizon`; got None"),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_arguments(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
 
 
 def test_results_unpack_as_value_and_policy():
