@@ -30,13 +30,25 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import exact
-from ._validation import check_float, check_int
+from ._validation import ValidationError, check_float, check_int
 from .mdp import MDP
 from .policies import Policy, softmax
 
-__all__ = ["SoftSolution", "entropy_analyze", "entropy_objective", "entropy_policy_gradient",
-           "soft_value_iteration", "Surrogate", "surrogate", "expected_kl", "kl_hvp", "ppo_clip",
-           "kl_penalized", "sample_surrogate_weights", "sample_kl_weights"]
+__all__ = [
+    "SoftSolution",
+    "Surrogate",
+    "entropy_analyze",
+    "entropy_objective",
+    "entropy_policy_gradient",
+    "expected_kl",
+    "kl_hvp",
+    "kl_penalized",
+    "ppo_clip",
+    "sample_kl_weights",
+    "sample_surrogate_weights",
+    "soft_value_iteration",
+    "surrogate",
+]
 
 
 def _safe_log(pi):
@@ -44,9 +56,27 @@ def _safe_log(pi):
 
 
 def entropy_analyze(mdp: MDP, pi, tau: float, **kw) -> exact.PolicyEvaluation:
-    r"""Soft evaluation: ``v`` = :math:`V_\tau`, ``q`` = :math:`Q_\tau = r + \gamma P V_\tau`
-    (Cen et al.'s convention, without the :math:`-\tau\log\pi` of the current step), ``d``,
-    ``j`` = :math:`J_\tau`."""
+    r"""Soft evaluation of ``pi``: the MDP with reward :math:`r(s,a) - \tau\log\pi(a|s)`.
+
+    Parameters
+    ----------
+    mdp : MDP
+    pi : ndarray of shape (S, A)
+        Action probabilities (complex allowed, for complex-step checks).
+    tau : float
+        Entropy temperature, >= 0.
+    **kw
+        Passed to :func:`tabularpg.exact.analyze` (e.g. ``occupancy=False``).
+
+    Returns
+    -------
+    PolicyEvaluation
+        ``v`` = :math:`V_\tau` (S,) (finite horizon (H, S)),
+        ``q`` = :math:`Q_\tau = r + \gamma P V_\tau` (S, A) (or (H, S, A)): Cen et al.'s
+        (2021) convention, without the :math:`-\tau\log\pi` of the current step, so that
+        :math:`V_\tau(s) = \sum_a\pi(a|s)(Q_\tau(s,a) - \tau\log\pi(a|s))`;
+        ``d`` the occupancy of ``pi``; ``j`` = :math:`J_\tau = \mu^\top V_\tau`.
+    """
     tau = check_float(tau, "tau", low=0.0)
     pi = np.asarray(pi)
     tlog = tau * _safe_log(pi)
@@ -55,13 +85,49 @@ def entropy_analyze(mdp: MDP, pi, tau: float, **kw) -> exact.PolicyEvaluation:
 
 
 def entropy_objective(mdp: MDP, pi, tau: float):
-    r""":math:`J_\tau = \mu^\top V_\tau` (complex ``pi`` allowed for complex-step checks)."""
+    r"""Entropy-regularized objective :math:`J_\tau = E[\sum_t\gamma^t(r_t + \tau\mathcal H(\pi(\cdot|s_t)))]
+    = \mu^\top V_\tau = J + \tau\sum_s d(s)\mathcal H(\pi(\cdot|s))`.
+
+    ``pi`` : ndarray of shape (S, A) (complex allowed for complex-step checks); returns a scalar.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tabularpg import MDP
+    >>> m = MDP(np.ones((1, 2, 1)), np.array([[1.0, 0.0]]), np.array([1.0]), gamma=0.5)
+    >>> pi = np.array([[0.5, 0.5]])   # J = 0.5 / (1 - 0.5) = 1, entropy log 2 per step
+    >>> bool(np.isclose(entropy_objective(m, pi, 0.1), 1.0 + 0.1 * np.log(2) / 0.5))
+    True
+    """
     j = entropy_analyze(mdp, pi, tau, occupancy=False).j
     return j.item() if hasattr(j, "item") else j
 
 
 def entropy_policy_gradient(mdp: MDP, policy: Policy, theta, tau: float) -> np.ndarray:
-    r""":math:`\nabla J_\tau`: the contraction with :math:`d\,\pi\,(Q_\tau - \tau\log\pi)`."""
+    r"""Exact gradient of :func:`entropy_objective` with respect to ``theta``.
+
+    Parameters
+    ----------
+    mdp : MDP
+    policy : Policy
+    theta : ndarray of shape ``policy.theta_shape``
+    tau : float
+
+    Returns
+    -------
+    ndarray of shape ``policy.theta_shape``
+        ``policy.contract_table(theta, W)`` with
+        :math:`W(s,a) = \sum_t d_t(s)\pi(a|s)(Q_{\tau,t}(s,a) - \tau\log\pi(a|s))`.
+
+    Notes
+    -----
+    :math:`J_\tau` is the value of the MDP with reward :math:`r - \tau\log\pi_\theta`, a reward
+    that depends on :math:`\theta`. The policy gradient theorem for that MDP gives
+    :math:`\sum d\pi(Q_\tau - \tau\log\pi)\nabla\log\pi`, and differentiating the reward
+    adds :math:`-\tau\sum_s d(s)\sum_a\pi\nabla\log\pi = 0`. Checked against complex-step
+    derivatives of :func:`entropy_objective` in the tests. At :math:`\tau = 0` it is
+    :func:`tabularpg.exact.policy_gradient`.
+    """
     theta = policy.check_theta(theta)
     pi = policy.probs(theta)
     ev = entropy_analyze(mdp, pi, tau)
@@ -85,12 +151,55 @@ class SoftSolution:
 
 
 def soft_value_iteration(mdp: MDP, tau: float, *, tol: float = 1e-12, max_iter: int = 1_000_000) -> SoftSolution:
-    r"""Soft value iteration: :math:`Q = r + \gamma P V`, :math:`V(s) = \tau\log\sum_a e^{Q(s,a)/\tau}`,
-    :math:`\pi^*_\tau = \mathrm{softmax}(Q/\tau)` (a :math:`\gamma`-contraction; stops when
-    :math:`\frac{\gamma}{1-\gamma}\|V_{k+1}-V_k\|_\infty \le` ``tol``). Finite horizons: backward induction."""
+    r"""Soft-optimal values and policy of the entropy-regularized MDP.
+
+    Parameters
+    ----------
+    mdp : MDP
+        Discounted (``gamma < 1``) or finite-horizon.
+    tau : float
+        Entropy temperature, > 0 (``tau = 0`` is ordinary optimality: :mod:`tabularpg.solve`).
+    tol : float
+        Stop when :math:`\frac{\gamma}{1-\gamma}\|V_{k+1}-V_k\|_\infty \le` ``tol``
+        (then :math:`\|V_{k+1} - V^*_\tau\|_\infty \le` ``tol``).
+    max_iter : int
+        Iteration cap; ``converged`` is False when reached.
+
+    Returns
+    -------
+    SoftSolution
+        ``v`` ndarray of shape (S,) (finite horizon (H, S)), ``q`` (S, A) (or (H, S, A)),
+        ``pi`` (S, A) (or (H, S, A)), ``n_iter``, ``converged``.
+
+    Notes
+    -----
+    Soft Bellman optimality (Haarnoja et al. 2017; Cen et al. 2021, eq. 11):
+    :math:`Q = r + \gamma P V`, :math:`V(s) = \tau\log\sum_a e^{Q(s,a)/\tau}`,
+    :math:`\pi^*_\tau = \mathrm{softmax}(Q/\tau)`; the backup is a :math:`\gamma`-contraction.
+    Finite horizons: backward induction from :math:`V_H = 0`. :math:`\mu^\top V^*_\tau`
+    equals :func:`entropy_objective` of ``pi`` and is the maximum of :math:`J_\tau`.
+
+    Examples
+    --------
+    A one-state bandit: :math:`V^* = \frac{\tau\log\sum_a e^{r_a/\tau}}{1-\gamma}` and
+    :math:`\pi^* = \mathrm{softmax}(r/\tau)`.
+
+    >>> import numpy as np
+    >>> from tabularpg import MDP
+    >>> r = np.array([[1.0, 0.0]])
+    >>> m = MDP(np.ones((1, 2, 1)), r, np.array([1.0]), gamma=0.5)
+    >>> sol = soft_value_iteration(m, 0.5)
+    >>> bool(np.isclose(sol.v[0], 0.5 * np.log(np.exp(2.0) + 1.0) / 0.5))
+    True
+    >>> bool(np.allclose(sol.pi, np.exp(r / 0.5) / np.exp(r / 0.5).sum()))
+    True
+    >>> bool(np.isclose(entropy_objective(m, sol.pi, 0.5), sol.v[0]))
+    True
+    """
     tau = check_float(tau, "tau", low=0.0)
     if tau <= 0:
-        raise ValueError("`tau` must be > 0 for soft value iteration; use tabularpg.solve for tau = 0")
+        raise ValidationError(f"`tau` must be > 0 for soft value iteration (tau = 0: tabularpg.solve); got {tau}")
+    tol = check_float(tol, "tol", low=0.0)
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     keep = mdp.nonterminal
 
@@ -133,7 +242,7 @@ class Surrogate:
     j_old: float
 
     @classmethod
-    def at(cls, mdp: MDP, policy: Policy, theta_old) -> "Surrogate":
+    def at(cls, mdp: MDP, policy: Policy, theta_old) -> Surrogate:
         pi = policy.probs(theta_old)
         ev = exact.analyze(mdp, pi)
         d = ev.d_total
@@ -147,7 +256,12 @@ class Surrogate:
 
 def surrogate(sur: Surrogate, policy: Policy, theta):
     r"""``(L, grad L)``: :math:`L(\theta) = \sum_s d_{old}\sum_a \pi_\theta A_{old}` (Kakade and
-    Langford 2002; :math:`J(\theta) \approx J_{old} + L(\theta)` to first order)."""
+    Langford 2002; :math:`J(\theta) \approx J_{old} + L(\theta)` to first order).
+
+    ``L`` is a scalar, ``grad L`` has ``policy.theta_shape``: the contraction of
+    :math:`W = d_{old}\,\pi_\theta\,A_{old}` (S, A). At :math:`\theta_{old}`, ``L = 0`` and
+    ``grad L`` equals :func:`tabularpg.exact.policy_gradient`.
+    """
     pi = policy.probs(theta)
     W = sur.d_old[:, None] * pi * sur.adv_old
     return np.sum(W), policy.contract_table(theta, W, pi=pi)
@@ -163,7 +277,16 @@ def expected_kl(sur: Surrogate, policy: Policy, theta):
 
 def kl_hvp(sur: Surrogate, policy: Policy, theta, v) -> np.ndarray:
     r"""Hessian-vector product of :math:`\bar{KL}` at ``theta``: the Fisher-vector product of
-    :math:`\pi_\theta` under :math:`d_{old}` (logits linear in theta); never forms the matrix."""
+    :math:`\pi_\theta` under :math:`d_{old}` (logits linear in theta); never forms the matrix.
+
+    For logits :math:`z_s = \phi_s\theta` linear in :math:`\theta`,
+    :math:`\nabla^2\log\pi_\theta(a|s) = -\mathrm{Cov}_{\pi_\theta(\cdot|s)}(\phi_s)` for every
+    :math:`a`, so :math:`\nabla^2\bar{KL} = \sum_s d_{old}(s)\mathrm{Cov}_{\pi_\theta}(\phi_s)` and
+    :math:`Hv = \sum_s d_{old}(s)\sum_a\pi_\theta(a|s)\langle\nabla\log\pi_\theta(a|s), v\rangle
+    \nabla\log\pi_\theta(a|s)`, computed as one contraction (``policy.log_probs_jvp``).
+    ``v`` and the result have ``policy.theta_shape``.
+    At :math:`\theta_{old}` it equals :func:`tabularpg.exact.fisher_vector_product`.
+    """
     theta = policy.check_theta(theta)
     pi = policy.probs(theta)
     jvp = policy.log_probs_jvp(theta, np.asarray(v))

@@ -26,15 +26,33 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import exact, objectives
-from ._validation import ValidationError, as_rng, check_float, check_int
+from ._validation import (
+    ValidationError,
+    as_rng,
+    check_float,
+    check_int,
+    check_prob_table,
+)
 from .estimators import estimate, fit_value_mc, fit_value_td0
 from .mdp import MDP
 from .policies import Policy, TabularSoftmax, softmax
 from .sampling import sample
 
-__all__ = ["OptimResult", "policy_gradient_ascent", "natural_policy_gradient", "trpo", "ppo", "rloo",
-           "actor_critic", "conjugate_gradient", "dpo_loss", "dpo_population_loss", "dpo_optimal_policy",
-           "sample_preferences", "dpo"]
+__all__ = [
+    "OptimResult",
+    "actor_critic",
+    "conjugate_gradient",
+    "dpo",
+    "dpo_loss",
+    "dpo_optimal_policy",
+    "dpo_population_loss",
+    "natural_policy_gradient",
+    "policy_gradient_ascent",
+    "ppo",
+    "rloo",
+    "sample_preferences",
+    "trpo",
+]
 
 
 @dataclass(frozen=True)
@@ -88,6 +106,13 @@ class _History:
                            extra={k: np.array(v) for k, v in self.extra.items()})
 
 
+def _positive(value, name):
+    value = check_float(value, name, low=0.0)
+    if value <= 0:
+        raise ValidationError(f"`{name}` must be > 0; got {value}")
+    return value
+
+
 def _steps(n_iter, progress):
     """``range(n_iter)``, wrapped by ``progress`` (e.g. ``tqdm``) when given."""
     return range(n_iter) if progress is None else progress(range(n_iter))
@@ -104,12 +129,16 @@ def policy_gradient_ascent(mdp: MDP, policy: Policy, theta0, *, step_size: float
                            progress=None, **estimator_options) -> OptimResult:
     r"""Gradient ascent :math:`\theta \leftarrow \theta + \eta\, g`.
 
-    ``g`` is the exact :math:`\nabla J` (or :math:`\nabla J_\tau`) when ``estimator`` is
+    ``g`` is the exact :math:`\nabla J` (or :math:`\nabla J_\tau`, ``tau > 0``) when ``estimator`` is
     None, else the named estimator on a fresh batch of ``n_episodes`` per iteration
     (``horizon`` as in :func:`tabularpg.sampling.sample`; options go to the estimator).
     """
     theta, n_iter = _start(policy, theta0, n_iter)
     step_size = check_float(step_size, "step_size", low=0.0)
+    tau = check_float(tau, "tau", low=0.0)
+    if tau and estimator is not None:
+        raise ValidationError(f"`tau` > 0 needs the exact gradient (estimator=None); the estimators "
+                              f"estimate the unregularized gradient; got tau={tau}, estimator={estimator!r}")
     rng = as_rng(rng)
     hist = _History(mdp, policy, theta, tau)
     for _ in _steps(n_iter, progress):
@@ -134,6 +163,21 @@ def natural_policy_gradient(mdp: MDP, policy: Policy, theta0, *, step_size: floa
     actions; otherwise the exact Fisher matrix is solved by least squares (``damping``
     adds :math:`\lambda I`). See the module docstring for the mapping to Agarwal et al.'s
     and Cen et al.'s step sizes.
+
+    Examples
+    --------
+    On a one-state bandit with ``gamma = 0`` one step from uniform with ``s = 1`` gives
+    :math:`\pi \propto e^{A} \propto e^{r}` (multiplicative weights):
+
+    >>> import numpy as np
+    >>> from tabularpg import MDP, TabularSoftmax
+    >>> r = np.array([[1.0, 0.0, -1.0]])
+    >>> m = MDP(np.ones((1, 3, 1)), r, np.array([1.0]), gamma=0.0)
+    >>> res = natural_policy_gradient(m, TabularSoftmax(1, 3), np.zeros((1, 3)), step_size=1.0, n_iter=1)
+    >>> bool(np.allclose(TabularSoftmax(1, 3).probs(res.theta), np.exp(r) / np.exp(r).sum()))
+    True
+    >>> res.j.shape, res.kl.shape
+    ((2,), (1,))
     """
     theta, n_iter = _start(policy, theta0, n_iter)
     step_size = check_float(step_size, "step_size", low=0.0)
@@ -154,12 +198,14 @@ def natural_policy_gradient(mdp: MDP, policy: Policy, theta0, *, step_size: floa
             direction = ev.q - tau * np.log(pi) if tau else ev.advantage
             direction = direction - direction.mean(axis=1, keepdims=True)
         else:
-            g = (objectives.entropy_policy_gradient(mdp, policy, theta, tau) if tau
-                 else policy.contract_table(theta, exact.expected_weights(ev, pi), pi=pi)).ravel()
-            F = exact.fisher(mdp, policy, theta)
-            if damping:
-                F = F + damping * np.eye(F.shape[0])
-            direction = np.linalg.lstsq(F, g, rcond=1e-12)[0].reshape(policy.theta_shape)
+            if not tau:
+                direction = exact.natural_gradient(mdp, policy, theta, damping=damping)
+            else:
+                g = objectives.entropy_policy_gradient(mdp, policy, theta, tau).ravel()
+                F = exact.fisher(mdp, policy, theta)
+                if damping:
+                    F = F + damping * np.eye(F.shape[0])
+                direction = np.linalg.lstsq(F, g, rcond=1e-12)[0].reshape(policy.theta_shape)
         new = theta + step_size * direction
         hist.record(theta, new, step_size, d_old=ev.d_total)
         theta = new
@@ -199,13 +245,20 @@ def trpo(mdp: MDP, policy: Policy, theta0, *, delta: float = 0.01, n_iter: int, 
     Per iteration: :math:`g = \nabla L(\theta_{old})` (:math:`= \nabla J`; exact, or an
     estimator on a fresh batch), :math:`x \approx F^{-1}g` by conjugate gradient on
     Fisher-vector products (never forming ``F``), the step :math:`\sqrt{2\delta / x^\top F x}\,x`
-    shrunk by ``backtrack`` until the expected KL (exact under :math:`d_{old}`; under
-    the batch's empirical occupancy in the sampled variant) is at most ``delta`` and the
-    surrogate improves (exact variant). Accepted steps therefore satisfy the KL
-    constraint exactly; an iteration with no acceptable step keeps ``theta``.
+    shrunk by ``backtrack`` until the expected KL is at most ``delta`` and the surrogate
+    improves. Exact variant (``estimator=None``): exact :math:`d_{old}`, exact surrogate
+    :math:`L`. Sampled variant: the KL (and the Fisher) under the batch's empirical
+    discounted occupancy :math:`\hat d(s) = \frac1N\sum_{n,t}\gamma^t 1[s_t = s]`, and the
+    importance-weighted surrogate :math:`\hat L(\theta) = \frac1N\sum_{n,t}\gamma^t(\rho_t - 1)\hat A_t`
+    with :math:`\hat A_t = G_t - \hat V(s_t)` (Monte Carlo fitted :math:`\hat V`). Accepted
+    steps therefore satisfy the KL constraint exactly (for the occupancy used); an
+    iteration with no acceptable step keeps ``theta`` (``step`` records 0).
     """
     theta, n_iter = _start(policy, theta0, n_iter)
-    delta = check_float(delta, "delta", low=0.0)
+    delta = _positive(delta, "delta")
+    backtrack = check_float(backtrack, "backtrack", low=0.0, high=1.0)
+    max_backtracks = check_int(max_backtracks, "max_backtracks", minimum=1)
+    cg_iters = check_int(cg_iters, "cg_iters", minimum=1)
     rng = as_rng(rng)
     hist = _History(mdp, policy, theta)
     hist.extra["kl_used"] = []
@@ -219,7 +272,13 @@ def trpo(mdp: MDP, policy: Policy, theta0, *, delta: float = 0.01, n_iter: int, 
             pi_old = policy.probs(theta)
             sur = objectives.Surrogate(pi_old=pi_old, d_old=_empirical_occupancy(batch, mdp.n_states),
                                        adv_old=np.zeros_like(pi_old), j_old=np.nan)
-        fvp = lambda v: objectives.kl_hvp(sur, policy, theta, v.reshape(policy.theta_shape)).ravel()  # noqa: E731
+            adv_hat = _advantages_from_batch(batch, mdp.n_states)
+            e, t = np.nonzero(batch.alive)
+            s_, a_ = batch.states[e, t], batch.actions[e, t]
+            da = batch.discounts()[t] * adv_hat[e, t] / batch.n_episodes
+            logp_old = policy.log_probs(theta)[s_, a_]
+        def fvp(v, sur=sur, theta=theta):
+            return objectives.kl_hvp(sur, policy, theta, v.reshape(policy.theta_shape)).ravel()
         x = conjugate_gradient(fvp, g.ravel(), n_iter=cg_iters)
         xFx = float(x @ fvp(x))
         new, kl_used, frac = theta, 0.0, 0.0
@@ -229,7 +288,10 @@ def trpo(mdp: MDP, policy: Policy, theta0, *, delta: float = 0.01, n_iter: int, 
             for _ in range(max_backtracks):
                 cand = theta + frac * full
                 kl = objectives.expected_kl(sur, policy, cand)[0]
-                improves = estimator is not None or objectives.surrogate(sur, policy, cand)[0] > 0
+                if estimator is None:
+                    improves = objectives.surrogate(sur, policy, cand)[0] > 0
+                else:
+                    improves = float(da @ np.expm1(policy.log_probs(cand)[s_, a_] - logp_old)) > 0
                 if kl <= delta and improves:
                     new, kl_used = cand, kl
                     break
@@ -276,8 +338,10 @@ def ppo(mdp: MDP, policy: Policy, theta0, *, n_iter: int, epochs: int = 10, lr: 
     theta, n_iter = _start(policy, theta0, n_iter)
     epochs = check_int(epochs, "epochs", minimum=1)
     lr = check_float(lr, "lr", low=0.0)
+    clip = check_float(clip, "clip", low=0.0, high=1.0)
+    kl_target = _positive(kl_target, "kl_target")
     rng = as_rng(rng)
-    beta = check_float(beta0, "beta0", low=0.0)
+    beta = _positive(beta0, "beta0")
     hist = _History(mdp, policy, theta)
     hist.extra["beta"] = []
     for _ in _steps(n_iter, progress):
@@ -375,6 +439,26 @@ def _log_sigmoid(x):
     return -np.logaddexp(0.0, -x)
 
 
+def _dpo_tables(reward, pi_ref, mu=None):
+    """Validate the contextual-bandit tables: ``pi_ref`` (X, Y) with full support, ``reward`` (X, Y), ``mu`` (X,)."""
+    pi_ref = np.asarray(pi_ref, dtype=float)
+    if pi_ref.ndim != 2:
+        raise ValidationError(f"`pi_ref` must have shape (X, Y); got shape {pi_ref.shape}")
+    pi_ref = check_prob_table(pi_ref, *pi_ref.shape, name="pi_ref")
+    if np.any(pi_ref <= 0):
+        raise ValidationError("`pi_ref` must have full support (every entry > 0); "
+                              f"got min {pi_ref.min()}")
+    if reward is not None:
+        reward = np.asarray(reward, dtype=float)
+        if reward.shape != pi_ref.shape:
+            raise ValidationError(f"`reward` must have the shape of `pi_ref` {pi_ref.shape}; got {reward.shape}")
+    if mu is not None:
+        mu = np.asarray(mu, dtype=float)
+        if mu.shape != (pi_ref.shape[0],) or np.any(mu < 0) or not np.isclose(mu.sum(), 1.0, atol=1e-8):
+            raise ValidationError(f"`mu` must be a distribution of shape ({pi_ref.shape[0]},); got {mu!r}")
+    return reward, pi_ref, mu
+
+
 def sample_preferences(reward, pi_ref, mu, n: int, *, rng):
     r"""Bradley-Terry preference pairs on a contextual bandit.
 
@@ -383,7 +467,7 @@ def sample_preferences(reward, pi_ref, mu, n: int, *, rng):
     Returns int arrays ``(x, y_w, y_l)`` of shape (n,).
     """
     rng = as_rng(rng)
-    reward, pi_ref, mu = np.asarray(reward, float), np.asarray(pi_ref, float), np.asarray(mu, float)
+    reward, pi_ref, mu = _dpo_tables(reward, pi_ref, mu)
     n = check_int(n, "n", minimum=1)
     x = rng.choice(mu.size, size=n, p=mu)
     cdf = np.cumsum(pi_ref[x], axis=1)
@@ -403,10 +487,11 @@ def dpo_loss(policy: Policy, theta, pi_ref, prefs, *, beta: float):
 
     the contraction of weights :math:`c_i` on :math:`(x, y_w)` and :math:`-c_i` on :math:`(x, y_l)`.
     """
-    beta = check_float(beta, "beta", low=0.0)
+    beta = _positive(beta, "beta")
+    _, pi_ref, _ = _dpo_tables(None, pi_ref)
     x, yw, yl = (np.asarray(p) for p in prefs)
     logp = policy.log_probs(theta)
-    logref = np.log(np.asarray(pi_ref, float))
+    logref = np.log(pi_ref)
     u = beta * ((logp[x, yw] - logref[x, yw]) - (logp[x, yl] - logref[x, yl]))
     c = -beta * (1.0 - _sigmoid(u)) / x.size
     states = np.concatenate([x, x])
@@ -420,8 +505,8 @@ def dpo_population_loss(policy: Policy, theta, pi_ref, reward, mu, *, beta: floa
     :math:`2\sum_x\mu(x)\sum_{y_1,y_2}\pi_{ref}(y_1|x)\pi_{ref}(y_2|x)\sigma(r_1-r_2)
     \,[-\log\sigma(\beta(h_1-h_2))]` (the factor 2: either draw of the ordered pair may be
     the winner)."""
-    beta = check_float(beta, "beta", low=0.0)
-    pi_ref, reward, mu = (np.asarray(a, float) for a in (pi_ref, reward, mu))
+    beta = _positive(beta, "beta")
+    reward, pi_ref, mu = _dpo_tables(reward, pi_ref, mu)
     h = policy.log_probs(theta) - np.log(pi_ref)
     u = beta * (h[:, :, None] - h[:, None, :])            # (X, Y1, Y2)
     p_pref = _sigmoid(reward[:, :, None] - reward[:, None, :])
@@ -434,9 +519,20 @@ def dpo_population_loss(policy: Policy, theta, pi_ref, reward, mu, *, beta: floa
 
 def dpo_optimal_policy(pi_ref, reward, *, beta: float) -> np.ndarray:
     r"""The KL-regularized optimum :math:`\pi^*(y|x) \propto \pi_{ref}(y|x)\exp(r(x,y)/\beta)`
-    (Rafailov et al. 2023, eq. 4), which minimizes the population DPO loss."""
-    beta = check_float(beta, "beta", low=0.0)
-    return softmax(np.log(np.asarray(pi_ref, float)) + np.asarray(reward, float) / beta)
+    (Rafailov et al. 2023, eq. 4), which minimizes the population DPO loss.
+
+    ``pi_ref`` and ``reward`` are ndarrays of shape (X, Y); returns (X, Y).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = dpo_optimal_policy(np.array([[0.5, 0.5]]), np.array([[np.log(3.0), 0.0]]), beta=1.0)
+    >>> np.round(p, 12).tolist()   # (0.5 * 3, 0.5 * 1) / 2
+    [[0.75, 0.25]]
+    """
+    beta = _positive(beta, "beta")
+    reward, pi_ref, _ = _dpo_tables(reward, pi_ref)
+    return softmax(np.log(pi_ref) + reward / beta)
 
 
 def dpo(policy: Policy, theta0, pi_ref, *, beta: float, n_iter: int, lr: float, prefs=None, reward=None,

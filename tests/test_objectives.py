@@ -100,17 +100,19 @@ def test_ppo_clipped_gradient_is_zero_where_clipped_against_the_advantage():
     clipped = ((rho >= 1.2) & (sur.adv_old > 0)) | ((rho <= 0.8) & (sur.adv_old < 0))
     assert clipped.sum() >= 6
     val, g = O.ppo_clip(sur, pol, theta, clip=0.2)
+    assert val == pytest.approx(np.sum(sur.d_old[:, None] * sur.pi_old * np.minimum(
+        rho * sur.adv_old, np.clip(rho, 0.8, 1.2) * sur.adv_old)), rel=1e-12)
     W = sur.d_old[:, None] * pol.probs(theta) * sur.adv_old * ~clipped
     np.testing.assert_allclose(g, pol.contract_table(theta, W), atol=1e-14)
     # complex-step oracle of L_clip where no ratio sits on a kink
-    f = lambda th: np.sum(sur.d_old[:, None] * sur.pi_old * np.where(  # noqa: E731
+    f = lambda th: np.sum(sur.d_old[:, None] * sur.pi_old * np.where(
         clipped, np.clip(rho, 0.8, 1.2) * sur.adv_old, pol.probs(th) / sur.pi_old * sur.adv_old))
     np.testing.assert_allclose(g, cs_grad(f, theta), atol=1e-10)
     # all clipped: the gradient vanishes entirely
     all_clipped = theta_old + 50.0 * np.sign(sur.adv_old)
     rho = pol.probs(all_clipped) / sur.pi_old
-    if np.all(((rho >= 1.2) & (sur.adv_old > 0)) | ((rho <= 0.8) & (sur.adv_old < 0)) | (sur.adv_old == 0)):
-        assert np.abs(O.ppo_clip(sur, pol, all_clipped)[1]).max() == 0.0
+    assert np.all(((rho >= 1.2) & (sur.adv_old > 0)) | ((rho <= 0.8) & (sur.adv_old < 0)) | (sur.adv_old == 0))
+    assert np.abs(O.ppo_clip(sur, pol, all_clipped)[1]).max() == 0.0
 
 
 def test_sampled_surrogate_weights_are_unbiased():
@@ -135,4 +137,11 @@ def test_sampled_surrogate_weights_are_unbiased():
     rho = pol.probs(theta) / pi_old
     active = ~(((rho >= 1.2) & (ev.advantage > 0)) | ((rho <= 0.8) & (ev.advantage < 0)))
     W = np.einsum("ts,sa,tsa->sa", ev.d, pol.probs(theta), ev.advantage * active)
+    assert not active.all()  # some ratios are clipped against the advantage
     assert_unbiased(samples, pol.contract_table(theta, W), alpha=1e-6)
+    # the sample size detects deliberately wrong variants: no clipping indicator, no gamma^t
+    for wrong in ({"clip": None}, {"clip": 0.2, "discount": False}):
+        w = O.sample_surrogate_weights(batch, pol, theta, pi_old, adv, **wrong)
+        bad = pol.contract_episodes(theta, e, batch.n_episodes, batch.states[e, t], w[e, t], batch.actions[e, t])
+        with pytest.raises(AssertionError):
+            assert_unbiased(bad, pol.contract_table(theta, W), alpha=1e-6)
