@@ -56,9 +56,39 @@ def best(fn, repeat):
     return min(times), times[0]
 
 
+def print_table(title, columns, rows):
+    """Print ``rows`` (tuples of already formatted cells) under ``columns``.
+
+    ``columns`` is a list of ``(name, width)``; the first column is left-aligned, the
+    others right-aligned. Reused by the estimator-throughput section.
+    """
+    print(f"\n{title}")
+    fmt = lambda cells: " ".join(
+        f"{c!s:{'<' if i == 0 else '>'}{w}}" for i, (c, (_, w)) in enumerate(zip(cells, columns)))
+    print(fmt([name for name, _ in columns]))
+    for row in rows:
+        print(fmt(row))
+
+
+def sampling_rows(mdp, pol, theta, T, sizes, loop_rate, gym_rate, label):
+    """Timing and peak-memory rows of ``sample`` for each N in ``sizes``."""
+    rows = []
+    for N in sizes:
+        tb, tf = best(lambda N=N: sample(mdp, pol, theta, N, rng=0, horizon=T), 3)
+        tracemalloc.start()
+        b = sample(mdp, pol, theta, N, rng=0, horizon=T)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        del b
+        rate = N * T / tb
+        rows.append((label, N, f"{tf:.3f}", f"{tb:.3f}", f"{rate:.3g}", f"{rate / loop_rate:.0f}x",
+                     f"{rate / gym_rate:.0f}x" if gym_rate else "", f"{peak / (N * T):.1f}"))
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="smaller N, fewer baseline steps")
     args = ap.parse_args(argv)
     T = 100
     mdp = envs.garnet(100, 4, 5, rng=0, sparse=False)
@@ -77,35 +107,30 @@ def main(argv=None):
     except ImportError:
         gym_rate = None
 
-    print(f"Garnet(100, 4, 5), T = {T}; rates in transitions per second")
-    print(f"{'method':34} {'N':>7} {'first call s':>12} {'best s':>8} {'rate (best)':>12} "
-          f"{'vs loop':>8} {'vs gym':>8} {'peak B/step':>11}")
-    print(f"{'python per-episode loop':34} {n_loop:7d} {t_loop:12.3f} {t_loop:8.3f} {loop_rate:12.3g} {1:8.0f}x")
+    columns = [("method", 34), ("N", 7), ("first call s", 12), ("best s", 8), ("rate (best)", 12),
+               ("vs loop", 8), ("vs gym", 8), ("peak B/step", 11)]
+    rows = [("python per-episode loop", n_loop, f"{t_loop:.3f}", f"{t_loop:.3f}", f"{loop_rate:.3g}", "1x", "", "")]
     if gym_rate:
-        print(f"{'gymnasium FrozenLake env.step':34} {'':7} {n_gym / gym_rate:12.3f} {n_gym / gym_rate:8.3f} "
-              f"{gym_rate:12.3g} {gym_rate / loop_rate:8.1f}x {1:8.0f}x")
-    for N in sizes:
-        tb, tf = best(lambda: sample(mdp, pol, theta, N, rng=0, horizon=T), 3)
-        tracemalloc.start()
-        b = sample(mdp, pol, theta, N, rng=0, horizon=T)
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        rate = N * T / tb
-        g = f"{rate / gym_rate:7.0f}x" if gym_rate else ""
-        print(f"{'tabularpg.sample':34} {N:7d} {tf:12.3f} {tb:8.3f} {rate:12.3g} {rate / loop_rate:7.0f}x {g:>8} "
-              f"{peak / (N * T):11.1f}")
-        del b
-    print("\nEstimator throughput (batch -> gradient mean), N = 10000, T = 100")
+        rows.append(("gymnasium FrozenLake env.step", "", f"{n_gym / gym_rate:.3f}", f"{n_gym / gym_rate:.3f}",
+                     f"{gym_rate:.3g}", f"{gym_rate / loop_rate:.1f}x", "1x", ""))
+    rows += sampling_rows(mdp, pol, theta, T, sizes, loop_rate, gym_rate, "tabularpg.sample (dense P)")
+    sparse_mdp = envs.garnet(100, 4, 5, rng=0, sparse=True)
+    rows += sampling_rows(sparse_mdp, pol, theta, T, sizes[-1:], loop_rate, gym_rate, "tabularpg.sample (CSR P)")
+    print_table(f"Garnet(100, 4, 5), T = {T}; rates in transitions per second "
+                "(peak B/step: tracemalloc peak / (N T))", columns, rows)
+
     b = sample(mdp, pol, theta, 10000, rng=0, horizon=T)
     ev = tpg.exact.analyze(mdp.replace(horizon=T), pi)
-    print(f"{'estimator':28} {'mean s':>8} {'steps/s':>10} {'samples s':>10}")
+    rows = []
     for name, opts in [("reinforce", {}), ("reward_to_go", {}), ("reward_to_go", {"baseline": "leave_one_out"}),
                        ("q", {"critic": ev.q}), ("gae", {"critic": ev.v[0], "lam": 0.95}),
                        ("all_action", {"critic": ev.q})]:
-        tm, _ = best(lambda: estimate(b, pol, theta, name, **opts).mean, 2)
-        ts, _ = best(lambda: estimate(b, pol, theta, name, **opts).samples, 1)
+        tm, _ = best(lambda name=name, opts=opts: estimate(b, pol, theta, name, **opts).mean, 2)
+        ts, _ = best(lambda name=name, opts=opts: estimate(b, pol, theta, name, **opts).samples, 1)
         label = name + ("+" + str(opts["baseline"]) if "baseline" in opts else "")
-        print(f"{label:28} {tm:8.3f} {b.n_steps / tm:10.3g} {ts:10.3f}")
+        rows.append((label, f"{tm:.3f}", f"{b.n_steps / tm:.3g}", f"{ts:.3f}"))
+    print_table(f"Estimator throughput (batch -> gradient mean), N = 10000, T = {T}",
+                [("estimator", 28), ("mean s", 8), ("steps/s", 10), ("samples s", 10)], rows)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from ._validation import (
 from .mdp import MDP
 from .policies import Policy
 
-__all__ = ["Batch", "sample", "AliasTable", "alias_table"]
+__all__ = ["AliasTable", "Batch", "alias_table", "sample"]
 
 
 @dataclass(frozen=True)
@@ -64,40 +64,111 @@ class AliasTable:
         return np.where(x - k < self.q.ravel()[flat], k, self.alias.ravel()[flat])
 
 
+def _search_rows(cum: np.ndarray, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Per-row ``searchsorted(cum[rows[n]], x[n], side="right")``, vectorized.
+
+    ``cum`` (R, K) is non-decreasing along each row; returns the first column ``c`` with
+    ``cum[rows[n], c] > x[n]`` (``K`` if none), by a bisection over all queries at once
+    (``ceil(log2(K + 1))`` vectorized steps; exact comparisons, no row offsets).
+    """
+    K = cum.shape[1]
+    flat = cum.ravel()
+    base = rows * K
+    lo = np.zeros(x.shape, dtype=np.intp)
+    hi = np.full(x.shape, K, dtype=np.intp)
+    for _ in range(int(np.ceil(np.log2(K + 1)))):
+        mid = (lo + hi) >> 1
+        right = (lo < hi) & (flat[base + np.minimum(mid, K - 1)] <= x)
+        lo = np.where(right, mid + 1, lo)
+        hi = np.where(right | (lo >= hi), hi, mid)
+    return lo
+
+
 def alias_table(probs: np.ndarray, values: np.ndarray | None = None) -> AliasTable:
-    """Vose's alias method, vectorized over rows (a loop over the ``K`` columns only).
+    r"""Walker's alias tables for many categorical rows, built in O(R K log K).
 
     Parameters
     ----------
-    probs : ndarray of shape (R, K), rows summing to 1
-    values : int ndarray of shape (R, K), optional (defaults to the column index)
+    probs : ndarray of shape (R, K)
+        Rows summing to 1 (not re-checked: internal helper).
+    values : int ndarray of shape (R, K), optional
+        Outcome of each column (defaults to the column index).
+
+    Returns
+    -------
+    AliasTable
+        Drawing column ``k ~ U{0..K-1}`` and ``u ~ U[0, 1)`` and returning ``k`` if
+        ``u < q[r, k]`` else ``alias[r, k]`` gives column ``c`` with probability
+        :math:`\frac1K\big(q_c + \sum_{b:\,\mathrm{alias}_b = c} (1 - q_b)\big) = p_c`.
+
+    Notes
+    -----
+    Vose's (1991) greedy pairing, computed without a loop over pairs. With
+    :math:`\tilde q = K p`, the "small" cells (:math:`\tilde q < 1`) lay their deficits
+    :math:`1 - \tilde q` end to end on a stick :math:`[0, D)`, the "large" cells
+    (:math:`\tilde q > 1`) their excesses :math:`\tilde q - 1` on :math:`[0, E)`,
+    :math:`D = E`. A small cell's alias is the large cell whose excess interval holds the
+    start of its deficit interval. A large cell :math:`j` whose excess ends at
+    :math:`E_j` strictly inside a small's deficit interval :math:`[D_{i-1}, D_i)` has
+    given more than its excess: it keeps :math:`q_j = 1 - (D_i - E_j)` and its alias is
+    the next large cell (whose interval starts at :math:`E_j`). This is exactly the table
+    the sequential greedy algorithm builds when it serves smalls in column order and
+    hands an overdrawn large cell to the next large one. Cells with
+    :math:`\tilde q = 1` and the last large cell of a row keep ``q = 1`` (the last one
+    absorbs rounding). Both searches are per-row bisections.
+
+    References
+    ----------
+    A. J. Walker (1977), "An efficient method for generating discrete random variables
+    with general distributions", ACM TOMS 3(3). M. D. Vose (1991), "A linear algorithm
+    for generating random numbers with a given distribution", IEEE TSE 17(9).
+
+    Examples
+    --------
+    >>> t = alias_table(np.array([[0.5, 0.25, 0.25, 0.0]]))
+    >>> K = t.width
+    >>> p = t.q[0] / K
+    >>> np.add.at(p, t.alias[0], (1 - t.q[0]) / K)
+    >>> p.tolist()
+    [0.5, 0.25, 0.25, 0.0]
     """
     probs = np.asarray(probs, dtype=np.float64)
     R, K = probs.shape
-    q = probs * K
+    qt = probs * K
+    small = qt < 1.0
+    large = qt > 1.0
+    d = np.where(small, 1.0 - qt, 0.0)
+    d_end = np.cumsum(d, axis=1)                      # D_i at small cells
+    d_start = np.zeros_like(d_end)
+    d_start[:, 1:] = d_end[:, :-1]                    # D_{i-1} (same floats as d_end)
+    e_end = np.cumsum(np.where(large, qt - 1.0, 0.0), axis=1)  # E_j at large cells
+
+    q = np.ones((R, K))
     alias = np.tile(np.arange(K, dtype=np.intp), (R, 1))
-    done = np.zeros((R, K), dtype=bool)
-    rows = np.arange(R)
-    for _ in range(K - 1):
-        small = ~done & (q < 1.0)
-        large = ~done & (q >= 1.0)
-        act = small.any(axis=1) & large.any(axis=1)
-        if not act.any():
-            break
-        r = rows[act]
-        i = np.argmax(small[act], axis=1)
-        j = np.argmax(np.where(large[act], q[act], -np.inf), axis=1)
-        alias[r, i] = j
-        done[r, i] = True
-        q[r, j] -= 1.0 - q[r, i]
-    q[~done] = 1.0  # leftovers equal 1 up to rounding
+    has_large = large.any(axis=1)
+    last_large = K - 1 - np.argmax(large[:, ::-1], axis=1)
+    # small cells: alias = large cell whose excess interval holds the deficit's start
+    rs, cs = np.nonzero(small & has_large[:, None])
+    donor = _search_rows(e_end, rs, d_start[rs, cs])  # e_end rises only at large cells
+    q[rs, cs] = qt[rs, cs]
+    alias[rs, cs] = np.minimum(donor, last_large[rs])
+    # large cells except the last: overdrawn by the small that straddles E_j
+    rl, cl = np.nonzero(large & (np.arange(K)[None, :] != last_large[:, None]))
+    e_j = e_end[rl, cl]
+    i = np.minimum(_search_rows(d_end, rl, e_j), K - 1)  # first small with D_i > E_j
+    straddle = (d_end[rl, i] > e_j) & (d_start[rl, i] < e_j)
+    over = np.where(straddle, d_end[rl, i] - e_j, 0.0)
+    q[rl, cl] = np.clip(1.0 - over, 0.0, 1.0)
+    alias[rl, cl] = np.minimum(_search_rows(e_end, rl, e_j), last_large[rl])  # next large cell
     if values is None:
         values = np.tile(np.arange(K, dtype=np.intp), (R, 1))
     return AliasTable(q=q, alias=alias, values=np.asarray(values))
 
 
-def _transition_tables(mdp: MDP):
-    """Alias table over each (s, a) row's successors, and the rewards per column."""
+def _transition_tables(mdp: MDP) -> AliasTable:
+    """Alias tables of the successor distributions: row ``s*A + a`` over the non-zeros of
+    ``P[s, a, :]`` (padded with zero-probability cells to the longest row), ``values``
+    holding the successor states."""
     S, A = mdp.n_states, mdp.n_actions
     P = mdp.P_flat()
     P = P.tocsr() if sp.issparse(P) else sp.csr_matrix(P)
@@ -110,13 +181,7 @@ def _transition_tables(mdp: MDP):
     cols = np.zeros((S * A, K), dtype=np.intp)
     probs[rows, pos] = P.data
     cols[rows, pos] = P.indices
-    cols[nnz == 0] = 0
-    table = alias_table(probs, cols)
-    if mdp.R.ndim == 3:
-        rew = mdp.R.reshape(S * A, S)[np.arange(S * A)[:, None], cols]
-    else:
-        rew = np.repeat(mdp.r_sa.reshape(S * A, 1), K, axis=1)
-    return table, rew
+    return alias_table(probs, cols)
 
 
 @dataclass(frozen=True)
@@ -186,10 +251,10 @@ class Batch:
         r"""Discounted return :math:`\sum_t \gamma^t r_t` of each episode, shape (N,)."""
         return self.rewards @ self.discounts()
 
-    def select(self, episodes) -> "Batch":
+    def select(self, episodes) -> Batch:
         """The sub-batch of the given episode indices (or boolean mask)."""
         idx = np.arange(self.n_episodes)[episodes]
-        pick = lambda x: None if x is None else x[idx]  # noqa: E731
+        pick = lambda x: None if x is None else x[idx]
         return Batch(states=self.states[idx], actions=self.actions[idx], rewards=self.rewards[idx],
                      next_states=self.next_states[idx], alive=self.alive[idx], terminated=self.terminated[idx],
                      lengths=self.lengths[idx], gamma=self.gamma, horizon=self.horizon,
@@ -294,7 +359,7 @@ def sample(mdp: MDP, policy: Policy, theta, n_episodes: int, *, rng, horizon=Non
             behavior_log = np.log(act_probs)
 
     pol_table = alias_table(act_probs)
-    trans, rew_cols = _transition_tables(mdp)
+    trans = _transition_tables(mdp)
     K = trans.width
     # per-cell outcomes for "accept" and "alias": one gather less per draw
     pq = pol_table.q.ravel()
@@ -326,8 +391,11 @@ def sample(mdp: MDP, policy: Policy, theta, n_episodes: int, *, rng, horizon=Non
     # Time-major storage (row writes are contiguous); st[t + 1] holds s_{t+1}. Entries
     # never written stay 0. An episode is alive on a prefix of steps: only its length
     # (set when it terminates) is tracked.
-    st = np.zeros((T + 1, N), dtype=idx_dtype)
-    ac = np.zeros((T, N), dtype=idx_dtype)
+    # Buffers grow by doubling, so memory follows the realized width (episodes ending at
+    # terminal states long before a large truncation horizon), not the horizon.
+    cap = T if T <= 128 or not terminal.any() else 128
+    st = np.zeros((cap + 1, N), dtype=idx_dtype)
+    ac = np.zeros((cap, N), dtype=idx_dtype)
     st[0] = s
     s = s.astype(idx_dtype)
     lengths = np.full(N, T, dtype=np.int64) if limit is None else limit.copy()
@@ -344,6 +412,10 @@ def sample(mdp: MDP, policy: Policy, theta, n_episodes: int, *, rng, horizon=Non
         if n == 0:
             T_run = t
             break
+        if t == cap:
+            cap = min(2 * cap, T)
+            st = np.concatenate([st, np.zeros((cap + 1 - st.shape[0], N), dtype=idx_dtype)])
+            ac = np.concatenate([ac, np.zeros((cap - ac.shape[0], N), dtype=idx_dtype)])
         u = rng.random(2 * n)
         # action: alias draw in row s of the policy table
         x = u[:n] * A
@@ -381,7 +453,8 @@ def sample(mdp: MDP, policy: Policy, theta, n_episodes: int, *, rng, horizon=Non
         ac[~alive_tm] = 0
     cell = st[:T].astype(np.int64) * A + ac[:T] if S * A >= 2**31 else st[:T] * A + ac[:T]
     if mdp.R.ndim == 3:
-        rw = mdp.R.reshape(-1).take(cell.astype(np.int64) * S + st[1:T + 1])
+        cell_next = (cell.astype(np.int64) * S if S * A * S >= 2**31 else cell * S) + st[1:T + 1]
+        rw = mdp.R.reshape(-1).take(cell_next)
     else:
         rw = mdp.r_sa.reshape(-1).take(cell)
     if not all_alive:

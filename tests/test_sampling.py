@@ -7,7 +7,9 @@ alarm rate 1e-6 per test); means within 5 standard errors. Seeds are fixed.
 """
 import numpy as np
 import pytest
-from scipy import stats
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import sparse, stats
 
 from tabularpg import MDP, TabularSoftmax, ValidationError, envs, exact
 from tabularpg.sampling import alias_table, sample
@@ -35,6 +37,21 @@ def small_terminal_mdp():
     return MDP(P, rng.normal(size=(4, 2, 4)), mu, gamma=1.0, terminal=np.array([0, 0, 0, 1], bool))
 
 
+def sparse_terminal_mdp():
+    """CSR ``P`` whose rows have 1 to 4 successors (padded alias rows), R of shape (S, A, S)."""
+    rng = np.random.default_rng(7)
+    S, A = 6, 2
+    P = rng.random((S, A, S)) * (rng.random((S, A, S)) < 0.5)
+    P[np.arange(S), 0, np.arange(S)] += 0.1  # no empty row; some rows have a single successor
+    P[0, 1] = 0.0
+    P[0, 1, 5] = 1.0
+    P /= P.sum(-1, keepdims=True)
+    mu = np.array([0.3, 0.2, 0.2, 0.2, 0.1, 0.0])
+    terminal = np.array([0, 0, 0, 0, 0, 1], bool)
+    return MDP(sparse.csr_matrix(P.reshape(S * A, S)), rng.normal(size=(S, A, S)), mu, gamma=0.9,
+               terminal=terminal)
+
+
 def state_marginals(mdp, pi, T):
     P_pi = mdp.transition_matrix(pi)  # transitions into terminal states removed
     out, p = [], mdp.mu.copy()
@@ -44,9 +61,10 @@ def state_marginals(mdp, pi, T):
     return np.array(out)
 
 
-@pytest.mark.parametrize("which", ["garnet", "terminal"])
+@pytest.mark.parametrize("which", ["garnet", "terminal", "sparse_terminal"])
 def test_state_marginals_chi_square(which):
-    mdp = envs.garnet(6, 3, 3, rng=4) if which == "garnet" else small_terminal_mdp()
+    mdp = {"garnet": lambda: envs.garnet(6, 3, 3, rng=4), "terminal": small_terminal_mdp,
+           "sparse_terminal": sparse_terminal_mdp}[which]()
     pol = TabularSoftmax(mdp.n_states, mdp.n_actions)
     theta = np.random.default_rng(1).normal(size=pol.theta_shape)
     N, T = 20000, 6
@@ -79,7 +97,8 @@ def test_chi_square_has_power_against_a_wrong_transition():
     assert chi_square_p(counts + 0, np.where(marg[2] > 0, marg[2], 1e-12)) < ALPHA
 
 
-@pytest.mark.parametrize("case", ["finite", "truncated", "terminal_gamma1", "transition_rewards"])
+@pytest.mark.parametrize("case", ["finite", "truncated", "terminal_gamma1", "transition_rewards",
+                                  "sparse_terminal"])
 def test_mean_return_within_5_standard_errors(case):
     if case == "finite":
         mdp = envs.garnet(10, 3, 3, rng=2, horizon=8, gamma=0.95)
@@ -89,6 +108,9 @@ def test_mean_return_within_5_standard_errors(case):
         kw = {"horizon": 25}
     elif case == "terminal_gamma1":
         mdp = small_terminal_mdp()
+        kw = {"horizon": 10_000}
+    elif case == "sparse_terminal":  # CSR P, R of shape (S, A, S); truncation far beyond termination
+        mdp = sparse_terminal_mdp().replace(gamma=1.0)
         kw = {"horizon": 10_000}
     else:
         mdp = small_terminal_mdp().replace(gamma=0.8, terminal=None, mu=np.full(4, 0.25))
@@ -100,13 +122,14 @@ def test_mean_return_within_5_standard_errors(case):
                              and not mdp.terminal.any() else mdp, pol.probs(theta))
     R = b.returns()
     assert abs(R.mean() - target) <= 5 * R.std(ddof=1) / np.sqrt(R.size)
-    if case == "terminal_gamma1":
+    if case in ("terminal_gamma1", "sparse_terminal"):
         assert not b.truncated.any() and b.terminated.sum() == b.n_episodes
 
 
 def test_geometric_horizon():
-    """split ~ Geom(1-gamma) (chi-square); E[Qhat] = (1-gamma) sum_s d(s) V(s) (5 SE), with
-    Qhat = sum_{k>=0} gamma^{k/2} r_{T'+k} (Zhang et al. 2020)."""
+    """split = T' ~ Geom(1-gamma) and T'' = length - T' - 1 ~ Geom(1-gamma^(1/2)) (chi-square);
+    E[Qhat] = (1-gamma) sum_s d(s) V(s) (5 SE), with Qhat = sum_{k>=0} gamma^{k/2} r_{T'+k}
+    (Zhang et al. 2020)."""
     mdp = envs.garnet(5, 2, 3, rng=1, gamma=0.8)
     pol = TabularSoftmax(5, 2)
     theta = np.random.default_rng(0).normal(size=pol.theta_shape)
@@ -123,7 +146,15 @@ def test_geometric_horizon():
     ev = exact.analyze(mdp, pol.probs(theta))
     target = (1 - g) * ev.d @ ev.v
     assert abs(qhat.mean() - target) <= 5 * qhat.std(ddof=1) / np.sqrt(qhat.size)
-    assert np.all(b.lengths == b.split + 1 + (b.lengths - b.split - 1))
+    assert b.alive[np.arange(b.n_episodes), b.split].all() and not b.terminated.any()
+    t2 = b.lengths - b.split - 1
+    h = np.sqrt(g)
+    probs2 = (1 - h) * h ** np.arange(kmax + 1)
+    probs2[-1] = h ** kmax
+    assert chi_square_p(np.bincount(np.minimum(t2, kmax), minlength=kmax + 1), probs2) > ALPHA
+    # power: the same test rejects T'' drawn with gamma instead of gamma^(1/2)
+    wrong = np.random.default_rng(0).geometric(1 - g, size=b.n_episodes) - 1
+    assert chi_square_p(np.bincount(np.minimum(wrong, kmax), minlength=kmax + 1), probs2) < ALPHA
 
 
 def test_alias_table_chi_square():
@@ -136,6 +167,35 @@ def test_alias_table_chi_square():
     draws = tab.draw(rows, rng.random(rows.size))
     for r in range(3):
         assert chi_square_p(np.bincount(draws[rows == r], minlength=7), probs[r]) > ALPHA
+
+
+def _alias_probabilities(tab):
+    """Outcome probabilities implied by a table: (q_c + sum_{b: alias_b = c} (1 - q_b)) / K."""
+    R, K = tab.q.shape
+    p = tab.q / K
+    np.add.at(p, (np.repeat(np.arange(R), K), tab.alias.ravel()), ((1 - tab.q) / K).ravel())
+    return p
+
+
+@given(st.integers(1, 9).flatmap(lambda K: st.lists(
+    st.lists(st.sampled_from([0.0, 0.0, 0.1, 0.5, 1.0, 1.0, 2.0, 3.0, 7.0]), min_size=K, max_size=K)
+    .filter(lambda r: sum(r) > 0), min_size=1, max_size=6)))
+def test_alias_table_is_exact(rows):
+    """Oracle: the table's implied distribution equals the input to 1e-12 (zeros, ties, q = 1)."""
+    probs = np.array(rows)
+    probs /= probs.sum(axis=1, keepdims=True)
+    tab = alias_table(probs)
+    assert np.all((tab.q >= 0) & (tab.q <= 1))
+    assert np.all((tab.alias >= 0) & (tab.alias < probs.shape[1]))
+    np.testing.assert_allclose(_alias_probabilities(tab), probs, rtol=0, atol=1e-12)
+
+
+def test_alias_table_is_exact_on_wide_rows():
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet(np.full(300, 0.2), size=40)
+    probs[probs < 1e-3] = 0.0
+    probs /= probs.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(_alias_probabilities(alias_table(probs)), probs, rtol=0, atol=1e-12)
 
 
 def test_batch_invariants_and_reproducibility():
@@ -168,19 +228,29 @@ def test_behavior_log_probs():
 M = envs.two_state()
 P0 = TabularSoftmax(2, 2)
 BAD = [
-    ("horizon-missing", dict(), ValidationError, "`horizon` is required for an infinite-horizon MDP"),
-    ("horizon-string", dict(horizon="forever"), ValidationError, "`horizon` must be an int, 'geometric' or None"),
-    ("n-episodes", dict(horizon=3, n_episodes=0), ValidationError, "`n_episodes` must be >= 1"),
-    ("theta-shape", dict(horizon=3, theta=np.zeros(3)), ValueError, "`theta` must have shape"),
-    ("start-range", dict(horizon=3, start=5), ValidationError, "`start` must lie in [0, 2)"),
-    ("behavior", dict(horizon=3, behavior=np.ones((2, 2))), ValidationError, "`behavior` row (s=0) sums to 2"),
-    ("rng", dict(horizon=3, rng=None), TypeError, "`rng` must be a numpy.random.Generator or an int seed"),
+    ("horizon-missing", {}, ValidationError, "`horizon` is required for an infinite-horizon MDP"),
+    ("horizon-string", {"horizon": "forever"}, ValidationError, "`horizon` must be an int, 'geometric' or None"),
+    ("n-episodes", {"horizon": 3, "n_episodes": 0}, ValidationError, "`n_episodes` must be >= 1"),
+    ("theta-shape", {"horizon": 3, "theta": np.zeros(3)}, ValueError, "`theta` must have shape"),
+    ("start-range", {"horizon": 3, "start": 5}, ValidationError, "`start` must lie in [0, 2)"),
+    ("behavior", {"horizon": 3, "behavior": np.ones((2, 2))}, ValidationError, "`behavior` row (s=0) sums to 2"),
+    ("rng", {"horizon": 3, "rng": None}, TypeError, "`rng` must be a numpy.random.Generator or an int seed"),
+    ("horizon-too-long", {"mdp": M.replace(horizon=4), "horizon": 5}, ValidationError,
+     "`horizon` must be <= the MDP's horizon 4; got 5"),
+    ("start-terminal", {"mdp": M.replace(terminal=np.array([False, True]), gamma=1.0), "horizon": 3, "start": 1},
+     ValidationError, "`start` must not be a terminal state"),
+    ("start-shape", {"horizon": 3, "start": [0, 1]}, ValidationError, "`start` must be an int or 3 ints"),
+    ("behavior-negative", {"horizon": 3, "behavior": np.array([[1.5, -0.5], [0.5, 0.5]])}, ValidationError,
+     "`behavior`"),
+    ("policy-size", {"policy": TabularSoftmax(3, 2), "horizon": 3}, ValidationError, "`policy` has (S, A) = (3, 2)"),
+    ("geometric-finite", {"mdp": M.replace(horizon=4), "horizon": "geometric"}, ValidationError,
+     "`horizon`='geometric' is for infinite-horizon MDPs"),
 ]
 
 
 @pytest.mark.parametrize("kw,exc,match", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 def test_bad_arguments(kw, exc, match):
-    args = dict(mdp=M, policy=P0, theta=np.zeros((2, 2)), n_episodes=3, rng=0)
+    args = {"mdp": M, "policy": P0, "theta": np.zeros((2, 2)), "n_episodes": 3, "rng": 0}
     args.update(kw)
     with pytest.raises(exc, match=match.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         sample(**args)
