@@ -75,6 +75,17 @@ def _samples(samples):
     return X.reshape(X.shape[0], -1)
 
 
+def _samples_and_cov(samples, cov, alpha):
+    """Validated ``alpha``, samples (N, p) and covariance (p, p)."""
+    alpha = check_float(alpha, "alpha", low=0.0, high=1.0)
+    X = _samples(samples)
+    p = X.shape[1]
+    cov = np.asarray(cov, dtype=float)
+    if cov.shape != (p, p):
+        raise ShapeError(f"`cov` must have shape ({p}, {p}); got {cov.shape}")
+    return alpha, X, cov
+
+
 def _range_basis(cov, rtol=1e-10):
     w, U = np.linalg.eigh(0.5 * (cov + cov.T))
     keep = w > rtol * max(w.max(), 0.0) if w.max() > 0 else np.zeros_like(w, dtype=bool)
@@ -148,12 +159,8 @@ def assert_unbiased(samples, target, *, cov=None, alpha: float = 1e-6, null_atol
 
 def variance_test(samples, cov, *, alpha: float = 1e-6, n_directions: int = 5) -> TestResult:
     """The test of :func:`assert_variance`, returning a :class:`TestResult`."""
-    alpha = check_float(alpha, "alpha", low=0.0, high=1.0)
-    X = _samples(samples)
+    alpha, X, cov = _samples_and_cov(samples, cov, alpha)
     N, p = X.shape
-    cov = np.asarray(cov, dtype=float)
-    if cov.shape != (p, p):
-        raise ShapeError(f"`cov` must have shape ({p}, {p}); got {cov.shape}")
     w, U, _ = _range_basis(cov)
     order = np.argsort(w)[::-1][:n_directions]
     dirs = [U[:, i] for i in order]
@@ -196,12 +203,8 @@ def assert_variance(samples, cov, *, alpha: float = 1e-6, n_directions: int = 5)
 
 def covariance_test(samples, cov, *, alpha: float = 1e-6, null_atol: float = 1e-9) -> TestResult:
     """The test of :func:`assert_covariance`, returning a :class:`TestResult`."""
-    alpha = check_float(alpha, "alpha", low=0.0, high=1.0)
-    X = _samples(samples)
+    alpha, X, cov = _samples_and_cov(samples, cov, alpha)
     N, p = X.shape
-    cov = np.asarray(cov, dtype=float)
-    if cov.shape != (p, p):
-        raise ShapeError(f"`cov` must have shape ({p}, {p}); got {cov.shape}")
     w, U, Z = _range_basis(cov)
     Xc = X - X.mean(axis=0)
     scale = max(1.0, np.abs(X).max())
