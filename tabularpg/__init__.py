@@ -8,6 +8,7 @@ from . import envs, estimators, exact, interop, moments, objectives, optim, samp
 from ._validation import (
     EnumerationTooLargeError,
     ImproperPolicyError,
+    NumericalError,
     ShapeError,
     TabularPGError,
     ValidationError,
@@ -42,6 +43,7 @@ __all__ = [
     "ValidationError",
     "ShapeError",
     "ImproperPolicyError",
+    "NumericalError",
     "EnumerationTooLargeError",
     "__version__",
 ]

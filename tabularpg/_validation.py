@@ -15,6 +15,7 @@ __all__ = [
     "ValidationError",
     "ShapeError",
     "ImproperPolicyError",
+    "NumericalError",
     "EnumerationTooLargeError",
     "as_rng",
     "check_int",
@@ -35,8 +36,15 @@ class ShapeError(ValidationError):
     """An array argument has the wrong shape."""
 
 
+class NumericalError(TabularPGError, ArithmeticError):
+    """A computation cannot return a trustworthy number: an ill-conditioned linear system,
+    a residual above its stated bound, or a non-finite iterate. The message says which
+    quantity failed and why; nothing wrong is ever returned in its place."""
+
+
 class ImproperPolicyError(TabularPGError, ValueError):
-    """With ``gamma == 1`` and no horizon, the policy does not terminate w.p. 1."""
+    """With ``gamma == 1`` and no horizon, the policy does not terminate w.p. 1 (or
+    terminates so slowly that its values cannot be computed to the stated accuracy)."""
 
 
 class EnumerationTooLargeError(TabularPGError, ValueError):
