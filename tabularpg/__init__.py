@@ -15,7 +15,7 @@ from ._validation import (
 )
 from .estimators import estimate
 from .mdp import MDP
-from .policies import LinearSoftmax, Policy, TabularSoftmax
+from .policies import LinearSoftmax, NeuralSoftmax, Policy, TabularSoftmax
 from .sampling import Batch, sample
 
 __version__ = "0.1.0"
@@ -25,6 +25,7 @@ __all__ = [
     "Policy",
     "TabularSoftmax",
     "LinearSoftmax",
+    "NeuralSoftmax",
     "exact",
     "envs",
     "solve",

@@ -37,7 +37,7 @@ from ._validation import (
     check_theta,
 )
 
-__all__ = ["Policy", "TabularSoftmax", "LinearSoftmax", "softmax", "log_softmax"]
+__all__ = ["Policy", "TabularSoftmax", "LinearSoftmax", "NeuralSoftmax", "softmax", "log_softmax"]
 
 
 def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -67,13 +67,14 @@ def _scatter_add(index: np.ndarray, weights: np.ndarray, size: int) -> np.ndarra
 
 
 class Policy(abc.ABC):
-    r"""A softmax policy whose logits are linear in ``theta``.
+    r"""A softmax policy over logits :math:`z_\theta(s, a)`.
 
-    Subclasses define ``theta_shape``, :meth:`logits`, :meth:`logits_jvp` (the logits'
-    derivative along a direction) and :meth:`logits_vjp` (its transpose); everything
-    else (probabilities, the score, the contraction, Fisher-vector products) follows.
-    A subclass with non-linear logits overrides :meth:`contract_table` and
-    :meth:`log_probs_jvp` too.
+    Subclasses define ``theta_shape``, :meth:`_logits`, :meth:`logits_jvp` (the logits'
+    derivative at ``theta`` along a direction) and :meth:`logits_vjp` (its transpose);
+    everything else (probabilities, the score, the contraction, Fisher-vector products)
+    follows. For the tabular and linear classes the logits are linear in ``theta`` and the
+    two derivatives do not depend on it; :class:`~tabularpg.NeuralSoftmax` backpropagates
+    through a network.
     """
 
     n_states: int
@@ -86,13 +87,13 @@ class Policy(abc.ABC):
         """Logits ``z[s, a]``, shape (S, A); no validation."""
 
     @abc.abstractmethod
-    def logits_jvp(self, v: np.ndarray) -> np.ndarray:
-        """Directional derivative of the logits along ``v``: shape (..., S, A) for
-        ``v`` of shape (..., *theta_shape)."""
+    def logits_jvp(self, theta: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Directional derivative of the logits at ``theta`` along ``v``: shape
+        (..., S, A) for ``v`` of shape (..., *theta_shape)."""
 
     @abc.abstractmethod
-    def logits_vjp(self, w_sa: np.ndarray) -> np.ndarray:
-        """``sum_{s,a} w[..., s, a] grad z(s, a)``: shape (..., *theta_shape)."""
+    def logits_vjp(self, theta: np.ndarray, w_sa: np.ndarray) -> np.ndarray:
+        """``sum_{s,a} w[..., s, a] grad z(s, a)`` at ``theta``: shape (..., *theta_shape)."""
 
     # ----------------------------------------------------------- derived API
     @property
@@ -140,15 +141,16 @@ class Policy(abc.ABC):
         idx = np.arange(s.size)
         flat[idx, s.ravel()] -= pi[s.ravel()]
         flat[idx, s.ravel(), a.ravel()] += 1.0
-        return self.logits_vjp(onehot)
+        return self.logits_vjp(theta, onehot)
 
     def log_probs_jvp(self, theta, v) -> np.ndarray:
         r"""Directional derivative of ``log pi`` along ``v``: shape (..., S, A).
 
         :math:`\langle \nabla \log\pi(a|s), v\rangle = \dot z(s,a) - \sum_b \pi(b|s)\dot z(s,b)`.
         """
-        pi = softmax(self._logits(np.asarray(theta)))
-        dz = self.logits_jvp(np.asarray(v))
+        theta = np.asarray(theta)
+        pi = softmax(self._logits(theta))
+        dz = self.logits_jvp(theta, np.asarray(v))
         return dz - np.sum(pi * dz, axis=-1, keepdims=True)
 
     def contract_table(self, theta, w_sa, *, pi=None) -> np.ndarray:
@@ -160,7 +162,7 @@ class Policy(abc.ABC):
         if pi is None:
             pi = softmax(self._logits(np.asarray(theta)))
         w_sa = np.asarray(w_sa)
-        return self.logits_vjp(w_sa - pi * np.sum(w_sa, axis=-1, keepdims=True))
+        return self.logits_vjp(theta, w_sa - pi * np.sum(w_sa, axis=-1, keepdims=True))
 
     def contract(self, theta, states, weights, actions=None) -> np.ndarray:
         r"""Contract per-step weights with the score; result shaped like ``theta``.
@@ -271,10 +273,10 @@ class TabularSoftmax(Policy):
     def _logits(self, theta):
         return theta
 
-    def logits_jvp(self, v):
+    def logits_jvp(self, theta, v):
         return v
 
-    def logits_vjp(self, w_sa):
+    def logits_vjp(self, theta, w_sa):
         return w_sa
 
 
@@ -308,10 +310,10 @@ class LinearSoftmax(Policy):
     def _logits(self, theta):
         return self.phi @ theta
 
-    def logits_jvp(self, v):
+    def logits_jvp(self, theta, v):
         return np.einsum("sad,...d->...sa", self.phi, v)
 
-    def logits_vjp(self, w_sa):
+    def logits_vjp(self, theta, w_sa):
         return np.einsum("...sa,sad->...d", w_sa, self.phi)
 
     def contract_episodes(self, theta, episodes, n_episodes, states, weights, actions=None):
@@ -338,3 +340,6 @@ class LinearSoftmax(Policy):
         S = check_int(n_states, "n_states", minimum=1)
         A = check_int(n_actions, "n_actions", minimum=1)
         return cls(np.eye(S * A).reshape(S, A, S * A))
+
+
+from ._neural import NeuralSoftmax  # noqa: E402  (subclass of Policy, defined after it)

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import envs, exact
 from .mdp import MDP
-from .policies import LinearSoftmax, TabularSoftmax
+from .policies import LinearSoftmax, NeuralSoftmax, TabularSoftmax
 from .testing.oracles import central_difference_gradient, complex_step_gradient, objective_of
 
 __all__ = ["Check", "builtin_mdps", "exact_checks", "solver_checks", "run", "format_table"]
@@ -64,8 +64,10 @@ def _policies(mdp: MDP, rng):
     S, A = mdp.n_states, mdp.n_actions
     tab = TabularSoftmax(S, A)
     lin = LinearSoftmax(rng.normal(size=(S, A, 3)))
+    net = NeuralSoftmax(rng.normal(size=(S, A, 3)), hidden=(4,))
     return [("tabular", tab, rng.normal(scale=0.5, size=tab.theta_shape)),
-            ("linear", lin, rng.normal(scale=0.5, size=lin.theta_shape))]
+            ("linear", lin, rng.normal(scale=0.5, size=lin.theta_shape)),
+            ("neural", net, net.init(rng))]
 
 
 def _complex_step_grad(mdp, pol, theta):
@@ -117,7 +119,8 @@ def exact_checks(mdps: dict | None = None, *, seed: int = 0) -> list:
     rng = np.random.default_rng(seed)
     rows = []
     for name, mdp in mdps.items():
-        (_, tab, th_tab), (_, lin, th_lin) = _policies(mdp, rng)
+        pols = _policies(mdp, rng)
+        (_, tab, th_tab), (_, lin, th_lin) = pols[:2]
         pi = tab.probs(th_tab)
         ev = exact.analyze(mdp, pi)
         rv, rq, rd = _bellman_residuals(mdp, pi, ev)
@@ -131,7 +134,7 @@ def exact_checks(mdps: dict | None = None, *, seed: int = 0) -> list:
             mass = (np.sum(ev.d) * (1 - mdp.gamma) - 1 if mdp.horizon is None
                     else _rel(ev.d.sum(axis=1), mdp.gamma ** np.arange(mdp.horizon)))
             add("occupancy mass", "sum_s d(s) = 1/(1-gamma)  (sum_s d_t(s) = gamma^t)", abs(mass), 1e-10)
-        for pname, pol, th in ((("tabular", tab, th_tab), ("linear", lin, th_lin))):
+        for pname, pol, th in pols:
             g = exact.policy_gradient(mdp, pol, th)
             ppi = pol.probs(th)
             if pol.n_params > _FULL_CHECK_PARAMS:

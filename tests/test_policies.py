@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from tabularpg import LinearSoftmax, ShapeError, TabularSoftmax, ValidationError
+from tabularpg import LinearSoftmax, NeuralSoftmax, ShapeError, TabularSoftmax, ValidationError
 
 POLICY_FACTORIES = {
     "tabular": lambda S, A, rng: TabularSoftmax(S, A),
     "linear": lambda S, A, rng: LinearSoftmax(rng.normal(size=(S, A, 3))),
     "linear_one_hot": lambda S, A, rng: LinearSoftmax.one_hot(S, A),
+    "neural_sa_tanh": lambda S, A, rng: NeuralSoftmax(rng.normal(size=(S, A, 3)), hidden=(5, 4)),
+    "neural_state_relu": lambda S, A, rng: NeuralSoftmax(rng.normal(size=(S, 3)), hidden=(6,),
+                                                         activation="relu", n_actions=A),
 }
 
 H = 1e-30  # complex step
