@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 import pytest
 
-from tabularpg import LinearSoftmax, TabularSoftmax, ValidationError, envs, exact
+from tabularpg import LinearSoftmax, NeuralSoftmax, TabularSoftmax, ValidationError, envs, exact
 from tabularpg import estimators as E
 from tabularpg._verify_mc import _terminal_mdp
 from tabularpg.moments import enumerate_trajectories, exact_moments
@@ -36,7 +36,12 @@ CASES = {  # name: (mdp, sampling horizon)
 def problem(case, kind):
     mdp, H = CASES[case]
     rng = np.random.default_rng(zlib.crc32(f"{case}/{kind}".encode()))
-    pol = TabularSoftmax(3, 2) if kind == "tabular" else LinearSoftmax(rng.normal(size=(3, 2, 2)))
+    if kind == "tabular":
+        pol = TabularSoftmax(3, 2)
+    elif kind == "linear":
+        pol = LinearSoftmax(rng.normal(size=(3, 2, 2)))
+    else:
+        pol = NeuralSoftmax(rng.normal(size=(3, 2, 2)), hidden=(3,))
     theta = rng.normal(size=pol.theta_shape)
     return mdp, H, pol, theta
 
@@ -65,7 +70,7 @@ NAMES = ["reinforce", "reward_to_go", "reward_to_go_undiscounted", "reinforce+co
 BEHAVIOR = np.array([[0.3, 0.7], [0.5, 0.5], [0.8, 0.2]])
 
 
-@pytest.mark.parametrize("kind", ["tabular", "linear"])
+@pytest.mark.parametrize("kind", ["tabular", "linear", "neural"])
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("name", NAMES)
 def test_estimator_against_exact_moments(name, case, kind):
@@ -299,7 +304,7 @@ def test_bad_arguments(call, exc, match):
         call(batch, pol, theta)
 
 
-@pytest.mark.parametrize("kind", ["tabular", "linear"])
+@pytest.mark.parametrize("kind", ["tabular", "linear", "neural"])
 def test_mean_is_the_mean_of_the_per_episode_samples(kind):
     """`.mean` (one scatter-add over all steps) equals `.samples.mean(0)` (per episode)."""
     mdp, H, pol, theta = problem("terminal", kind)
