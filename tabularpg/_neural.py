@@ -154,6 +154,7 @@ class NeuralSoftmax(Policy):
             self._slices.append((slice(k, k + n_in * n_o), (n_in, n_o), slice(k + n_in * n_o, k + n_in * n_o + n_o)))
             k += n_in * n_o + n_o
         self.theta_shape = (k,)
+        self._cache = None
 
     def __repr__(self):
         kind = "state" if self._state_input else "state-action"
@@ -195,14 +196,24 @@ class NeuralSoftmax(Policy):
 
     # ------------------------------------------------------------ passes
     def _forward(self, theta):
-        """Pre-activations ``a_l`` and activations ``h_l`` (h_0 = inputs); logits last."""
-        layers = self.unflatten(theta)
+        """Pre-activations ``a_l`` and activations ``h_l`` (h_0 = inputs); logits last.
+
+        The last forward pass is cached (keyed by a copy of ``theta``), so the exact
+        gradient's ``probs`` and contraction share one pass.
+        """
+        theta = np.asarray(theta)
+        cached = self._cache
+        if cached is not None and cached[0].dtype == theta.dtype and np.array_equal(cached[0], theta):
+            return cached[1], cached[2]
+        key = np.array(theta, copy=True)
+        layers = self.unflatten(key)
         h = self._x
         acts = [(None, h)]
         for i, (W, b) in enumerate(layers):
             a = h @ W + b
             h = self._act(a) if i < len(layers) - 1 else a
             acts.append((a, h))
+        self._cache = (key, layers, acts)
         return layers, acts
 
     def _to_sa(self, z):
@@ -250,7 +261,7 @@ class NeuralSoftmax(Policy):
         for i in range(len(layers) - 1, -1, -1):
             W, _ = layers[i]
             h_prev = acts[i][1] if rows is None else acts[i][1][rows]
-            grads.append((np.einsum("...ri,...rj->...ij", h_prev, abar), abar.sum(axis=-2)))
+            grads.append((np.matmul(np.swapaxes(h_prev, -1, -2), abar), abar.sum(axis=-2)))
             if i:
                 a, h = acts[i]
                 if rows is not None:
