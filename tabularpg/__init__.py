@@ -17,6 +17,7 @@ from .estimators import estimate
 from .mdp import MDP
 from .policies import LinearSoftmax, Policy, TabularSoftmax
 from .sampling import Batch, sample
+from . import rlhf  # noqa: E402  (after the modules it builds on)
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,7 @@ __all__ = [
     "testing",
     "interop",
     "sweep",
+    "rlhf",
     "TabularPGError",
     "ValidationError",
     "ShapeError",
