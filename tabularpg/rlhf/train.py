@@ -70,7 +70,7 @@ def _make_policy(world, policy):
 
 
 def prepare(world: World, *, policy="tabular", beta: float = 0.1, n_demos: int = 400, n_pairs: int = 2000,
-            demo_temperature: float = 0.5, sft_l2: float = 0.02, rm_l2: float = 1e-3, reward_model: str = "same",
+            demo_temperature: float = 1.0, sft_l2: float = 0.02, rm_l2: float = 1e-3, reward_model: str = "same",
             rng=0) -> Pipeline:
     r"""Run SFT and reward modeling on ``world``.
 
@@ -134,13 +134,13 @@ class Run:
 #: iteration draws ``n_prompts`` prompts and ``k`` responses to each.
 SETTINGS = {
     "sft": {},
-    "dpo": {"lr": 20.0},
-    "reinforce": {"k": 1, "lr": 10.0, "baseline_decay": 0.9},
-    "ppo": {"k": 1, "lr": 10.0, "epochs": 4, "clip": 0.2, "critic_lr": 0.5},
-    "rloo": {"k": 2, "lr": 10.0},
-    "rebel": {"k": 2, "eta": 1.0},
-    "grpo": {"k": 4, "lr": 10.0, "epochs": 1, "clip": 0.2},
-    "dr_grpo": {"k": 4, "lr": 10.0, "epochs": 1, "clip": 0.2},
+    "dpo": {"lr": 400.0},
+    "reinforce": {"k": 1, "lr": 20.0, "baseline_decay": 0.9},
+    "ppo": {"k": 1, "lr": 20.0, "epochs": 4, "clip": 0.2, "critic_lr": 0.5},
+    "rloo": {"k": 2, "lr": 20.0},
+    "rebel": {"k": 2, "eta": 3.0},
+    "grpo": {"k": 4, "lr": 100.0, "epochs": 1, "clip": 0.2},
+    "dr_grpo": {"k": 4, "lr": 40.0, "epochs": 1, "clip": 0.2},
 }
 _LINEAR_LR = 0.02  # linear policies: lr multiplier relative to the tabular defaults
 
@@ -167,7 +167,7 @@ def parse_algorithm(spec: str):
 
 
 def _label(name, opts):
-    return name if name not in ("rloo",) else f"rloo (k={opts['k']})"
+    return f"rloo (k={opts['k']})" if name == "rloo" else name
 
 
 class _Recorder:
@@ -236,7 +236,7 @@ def train(pipe: Pipeline, algorithm: str, *, n_iter: int = 100, n_prompts=None, 
     name, opts = parse_algorithm(algorithm)
     settings = dict(SETTINGS[name])
     if isinstance(pipe.policy, LinearSoftmax) and "lr" in settings:
-        settings["lr"] *= _LINEAR_LR
+        settings["lr"] *= _LINEAR_LR  # defaults only; an lr passed in the spec or options is used as given
     unknown = set(options) - set(settings)
     if unknown:
         raise ValidationError(f"unknown option(s) {sorted(unknown)} for {name!r}; options: {sorted(settings)}")
