@@ -4,7 +4,7 @@ See ``DESIGN`` in the repository: estimators make weights, policies contract the
 their hand-derived score, and the exact gradient is the same contraction with the
 expected weights ``d(s) pi(a|s) Q(s, a)``.
 """
-from . import envs, estimators, exact, interop, moments, objectives, optim, sampling, solve, sweep, testing
+from . import envs, estimators, exact, interop, moments, objectives, optim, rlhf, sampling, solve, sweep, testing
 from ._validation import (
     EnumerationTooLargeError,
     ImproperPolicyError,
@@ -17,7 +17,6 @@ from .estimators import estimate
 from .mdp import MDP
 from .policies import LinearSoftmax, Policy, TabularSoftmax
 from .sampling import Batch, sample
-from . import rlhf  # noqa: E402  (after the modules it builds on)
 
 __version__ = "0.1.0"
 

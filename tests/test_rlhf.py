@@ -183,7 +183,7 @@ def test_sft_and_reward_model_gradients_match_finite_differences(kind):
     prefs = optim.sample_preferences(w.reward, _ref(3, 4), w.mu, 60, rng=rng)
     pol = tpg.TabularSoftmax(3, 4) if kind == "tabular" else tpg.LinearSoftmax(w.features)
     theta = rng.normal(size=pol.theta_shape)
-    loss, g = rlhf.sft_loss(pol, theta, demos, l2=0.1)
+    _, g = rlhf.sft_loss(pol, theta, demos, l2=0.1)
     np.testing.assert_allclose(g, _fd(lambda t: rlhf.sft_loss(pol, t, demos, l2=0.1)[0], theta), atol=1e-8)
     feats = None if kind == "tabular" else w.features
     params = rng.normal(size=(3, 4) if feats is None else (3,))

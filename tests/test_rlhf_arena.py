@@ -24,7 +24,7 @@ def _main(capsys, *args):
 
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "tabularpg", "arena", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
 
 
 def test_run_arena_rows_are_means_over_seeds_with_a_t_interval():

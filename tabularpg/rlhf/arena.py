@@ -21,8 +21,8 @@ from .._validation import ArgumentTypeError, ValidationError, check_int
 from .train import _LINEAR_LR, Pipeline, parse_algorithm, prepare, train
 from .world import KLProblem, World, evaluate, kl_to_reference, make_world, win_rate
 
-__all__ = ["DEFAULT_ALGORITHMS", "ArenaResult", "default_algorithms", "format_table", "frontier", "plot_arena", "run_arena",
-           "add_parser"]
+__all__ = ["DEFAULT_ALGORITHMS", "ArenaResult", "add_parser", "default_algorithms", "format_table", "frontier",
+           "plot_arena", "run_arena", "run_command"]
 
 #: The rows of the summarization table of Gao et al. (2024), plus GRPO and Dr. GRPO, with
 #: step sizes tuned for the default world and budget (100 iterations of 10 prompts): for
@@ -197,10 +197,10 @@ def format_table(result: ArenaResult) -> str:
     seeds), win rate against the demonstrator (%), KL to pi_ref, true reward, iterations,
     seconds per run."""
     s = result.settings
-    lines = [f"world {s['world']} {s['shape'][0]}x{s['shape'][1]}, {s['policy']} policy, beta={s['beta']}, "
-             f"{s['seeds']} seed(s); exact metrics (judge: true Bradley-Terry reward)",
-             f"{'algorithm':12} {'win vs ref %':>22} {'vs demo %':>9} {'KL':>7} {'reward':>7} {'iters':>6} "
-             f"{'seconds':>8}"]
+    lines = [(f"world {s['world']} {s['shape'][0]}x{s['shape'][1]}, {s['policy']} policy, beta={s['beta']}, "
+              f"{s['seeds']} seed(s); exact metrics (judge: true Bradley-Terry reward)"),
+             (f"{'algorithm':12} {'win vs ref %':>22} {'vs demo %':>9} {'KL':>7} {'reward':>7} {'iters':>6} "
+              f"{'seconds':>8}")]
     for i, r in enumerate(result.rows):
         if r["spec"] is None and result.rows[i - 1]["spec"] is not None:
             lines.append("-" * 16 + " exact optima of J_beta (no training) " + "-" * 16)

@@ -22,13 +22,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import objectives, optim
-from .._validation import ArgumentTypeError, ValidationError, as_rng, check_float, check_int
+from .._validation import (
+    ArgumentTypeError,
+    ValidationError,
+    as_rng,
+    check_float,
+    check_int,
+)
 from ..policies import LinearSoftmax, Policy, TabularSoftmax
-from .reward_model import FitResult, RewardModel, fit_reward_model, sample_demonstrations, sft
+from .reward_model import (
+    FitResult,
+    RewardModel,
+    fit_reward_model,
+    sample_demonstrations,
+    sft,
+)
 from .updates import group_weights, rebel_step, sample_groups
 from .world import KLProblem, Metrics, World, demonstrator, evaluate
 
-__all__ = ["Pipeline", "Run", "prepare", "train", "SETTINGS", "parse_algorithm"]
+__all__ = ["SETTINGS", "Pipeline", "Run", "parse_algorithm", "prepare", "train"]
 
 
 @dataclass(frozen=True)
