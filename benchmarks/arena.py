@@ -69,14 +69,23 @@ def orderings(rows):
 
 
 def bias_table(pipe, ks=(2, 4)):
+    """Cosine and norm ratio of the expected reward-part update against grad E_pi[r_RM],
+    and 'length drift': the rate of change of E_pi|y| along the unit expected update,
+    divided by that along the unit gradient (1 = no length preference of its own)."""
     prob, pol, theta = pipe.problem, pipe.policy, pipe.theta_ref
+    pi = pol.probs(theta)
+    L = prob.length.astype(float)
+    grad_len = pol.contract_table(theta, prob.mu[:, None] * pi * (L - np.sum(pi * L, axis=1, keepdims=True)))
     print("\nExact expected updates at pi_ref (reward part, beta = 0) against grad E_pi[r_RM]:")
-    print(f"  {'algorithm':10} {'k':>2} {'cosine':>8} {'|E g|/|grad|':>13} {'seconds':>8}")
+    print(f"  {'algorithm':10} {'k':>2} {'cosine':>8} {'|E g|/|grad|':>13} {'length drift':>13} {'seconds':>8}")
     for k in ks:
         for name in ("rloo", "dr_grpo", "grpo"):
             t0 = time.perf_counter()
             rep = rlhf.normalization_bias(name, prob, pol, theta, k=k)
-            print(f"  {name:10} {k:2d} {rep.cosine:8.5f} {rep.norm_ratio:13.5f} {time.perf_counter() - t0:8.3f}")
+            drift = (np.sum(grad_len * rep.expected) / np.linalg.norm(rep.expected)) / (
+                np.sum(grad_len * rep.gradient) / np.linalg.norm(rep.gradient))
+            print(f"  {name:10} {k:2d} {rep.cosine:8.5f} {rep.norm_ratio:13.5f} {drift:13.3f} "
+                  f"{time.perf_counter() - t0:8.3f}")
 
 
 def main():

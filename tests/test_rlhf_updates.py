@@ -4,6 +4,8 @@ power check per algorithm), against the exact gradient of J_beta, and against th
 library's leave-one-out baseline."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tabularpg as tpg
 from tabularpg import estimators, rlhf
@@ -208,3 +210,26 @@ _, _P, _POL, _TH = _setup()
 def test_bad_input_names_the_argument(call, match):
     with pytest.raises(TabularPGError, match=match):
         call()
+
+
+@settings(max_examples=15)
+@given(seed=st.integers(0, 2**31 - 1), X=st.integers(1, 3), Y=st.integers(2, 4), k=st.integers(2, 3),
+       beta=st.floats(0.01, 5.0), eta=st.floats(0.1, 10.0))
+def test_expected_update_identities_hold_for_every_problem(seed, X, Y, k, beta, eta):
+    """For any world, reference, theta: RLOO and REINFORCE expect grad J_beta, REBEL expects
+    (2/eta) grad J_beta, Dr. GRPO's reward part expects (1 - 1/k) grad E[r]."""
+    rng = np.random.default_rng(seed)
+    mu = rng.dirichlet(np.ones(X))
+    prob = rlhf.KLProblem(mu, rng.normal(size=(X, Y)) * 2, rng.dirichlet(np.ones(Y), size=X), beta=beta)
+    pol = tpg.TabularSoftmax(X, Y)
+    theta = rng.normal(size=(X, Y))
+    g = prob.gradient(pol, theta)
+    scale = max(1.0, np.abs(g).max())
+    np.testing.assert_allclose(rlhf.expected_update("rloo", prob, pol, theta, k=k), g, atol=1e-11 * scale)
+    np.testing.assert_allclose(rlhf.expected_update("reinforce", prob, pol, theta, k=k, baseline=rng.normal()), g,
+                               atol=1e-11 * scale)
+    np.testing.assert_allclose(rlhf.expected_update("rebel", prob, pol, theta, k=2, eta=eta), 2 / eta * g,
+                               atol=1e-11 * scale / eta)
+    reward_part = rlhf.expected_update("dr_grpo", prob, pol, theta, k=k, beta=0.0)
+    np.testing.assert_allclose(reward_part, (1 - 1 / k) * tpg.exact.policy_gradient(prob.mdp, pol, theta),
+                               atol=1e-11 * scale)
