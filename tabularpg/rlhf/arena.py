@@ -154,13 +154,19 @@ def run_arena(world, algorithms=None, *, seeds: int = 5, n_iter: int = 100, n_pr
     n_prompts = check_int(n_prompts, "n_prompts", minimum=1)
     children = np.random.SeedSequence(seed).spawn(seeds)
     tasks = [(i, j, spec) for i in range(seeds) for j, spec in enumerate(algorithms)]
-    pipes, fr, refs = {}, None, []
-    finals, histories, times, iters, labels = {}, {}, {}, {}, {}
+    pipes: dict = {}
+    fr: dict = {}
+    refs: list = []
+    finals: dict = {}
+    histories: dict = {}
+    times: dict = {}
+    iters: dict = {}
+    labels: dict = {}
     for i, j, spec in (tasks if progress is None else progress(tasks)):
         if i not in pipes:
             pipes = {i: prepare(world, policy=policy, beta=beta, rng=np.random.default_rng(children[i]),
                                 **(prepare_options or {}))}
-            if fr is None:
+            if not fr:
                 fr = frontier(pipes[i])
             refs.append(_optima(pipes[i]))
         t0 = time.perf_counter()

@@ -115,7 +115,7 @@ def sample_demonstrations(mu, pi_demo, n: int, *, rng):
     pi_demo = np.asarray(pi_demo, dtype=float)
     if pi_demo.ndim != 2:
         raise ShapeError(f"`pi_demo` must have shape (X, Y); got {pi_demo.shape}")
-    pi_demo = check_prob_table(pi_demo, *pi_demo.shape, name="pi_demo").real
+    pi_demo = check_prob_table(pi_demo, pi_demo.shape[0], pi_demo.shape[1], name="pi_demo").real
     mu = as_float_array(mu, "mu", shape=(pi_demo.shape[0],))
     check_prob_table(mu[None, :], 1, mu.size, name="mu")
     n = check_int(n, "n", minimum=1)

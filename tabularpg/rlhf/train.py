@@ -273,6 +273,7 @@ def train(pipe: Pipeline, algorithm: str, *, n_iter: int = 100, n_prompts=None, 
         return Run(label, theta, rec.history(), n_iter, time.perf_counter() - t0, 0)
     k = check_int(settings["k"], "k", minimum=1)
     log_ref = np.log(prob.pi_ref)
+    lengths = prob.length if prob.length is not None else np.ones(prob.shape, dtype=int)
     baseline = 0.0
     critic = np.sum(prob.pi_ref * prob.reward, axis=1)  # V(x) of pi_ref under the reward model
     for _ in range(n_iter):
@@ -284,7 +285,7 @@ def train(pipe: Pipeline, algorithm: str, *, n_iter: int = 100, n_prompts=None, 
         if name == "rebel":
             theta = rebel_step(prob, pol, theta, x, y, eta=settings["eta"])
         elif name in ("reinforce", "rloo") or (name in ("grpo", "dr_grpo") and settings["epochs"] == 1):
-            length = prob.length[x[:, None], y] if name == "grpo" else None
+            length = lengths[x[:, None], y] if name == "grpo" else None
             c = group_weights(name, r, lr_, beta=prob.beta, length=length, baseline=baseline)
             theta = theta + settings["lr"] * pol.contract(theta, np.repeat(x, k), c.ravel() / n, y.ravel())
             if name == "reinforce":
@@ -303,7 +304,7 @@ def train(pipe: Pipeline, algorithm: str, *, n_iter: int = 100, n_prompts=None, 
             centered = r - r.mean(axis=1, keepdims=True)
             if name == "grpo":
                 A = centered / (r.std(axis=1, ddof=1, keepdims=True) + 1e-4)
-                L = prob.length[x[:, None], y].astype(float)
+                L = lengths[x[:, None], y].astype(float)
             else:
                 A = centered
                 L = np.ones_like(A)

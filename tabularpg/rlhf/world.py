@@ -25,6 +25,7 @@ MDP's soft-optimal policy (Rafailov et al. 2023, eq. 4; Ziebart 2010).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -69,7 +70,7 @@ def _positive(value, name):
 
 def check_reference(pi_ref, shape, name: str = "pi_ref") -> np.ndarray:
     """A probability table of ``shape`` (X, Y) with full support (every entry > 0)."""
-    pi_ref = check_prob_table(pi_ref, *shape, name=name)
+    pi_ref = check_prob_table(pi_ref, shape[0], shape[1], name=name)
     if np.any(pi_ref <= 0):
         x, y = np.argwhere(pi_ref <= 0)[0]
         raise ValidationError(f"`{name}` must have full support (every entry > 0); entry (x={x}, y={y}) "
@@ -218,7 +219,7 @@ def length_bias_world(n_prompts: int = 50, n_responses: int = 8, *, bias: float 
     return World(mu=mu, reward=q + bias * ell, length=length, features=phi, name="length_bias")
 
 
-_WORLDS = {
+_WORLDS: dict[str, tuple[Callable[..., World], dict]] = {
     "random": (random_world, {"X": ("n_prompts", int), "Y": ("n_responses", int), "d": ("n_features", int),
                               "scale": ("scale", float), "rho": ("linear_share", float),
                               "L": ("max_length", int), "seed": ("rng", int)}),
@@ -260,7 +261,7 @@ def make_world(spec: str) -> World:
 
 # ----------------------------------------------------------------------------- metrics
 def _table(pi, shape, name):
-    return np.asarray(check_prob_table(pi, *shape, name=name).real, dtype=float)
+    return np.asarray(check_prob_table(pi, shape[0], shape[1], name=name).real, dtype=float)
 
 
 def win_rate(world: World, pi, opponent) -> float:
@@ -320,6 +321,8 @@ class KLProblem:
     pi_ref: np.ndarray
     beta: float
     length: np.ndarray | None = None
+    _mdp: MDP = field(init=False, repr=False, compare=False)
+    _soft: MDP = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         reward = as_float_array(self.reward, "reward", ndim=2)
