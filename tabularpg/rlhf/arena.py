@@ -32,7 +32,7 @@ DEFAULT_ALGORITHMS = ("sft", "dpo:lr=800", "reinforce:lr=20", "ppo:lr=20", "rloo
                       "rebel:eta=3", "grpo:lr=100", "dr_grpo:lr=40")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ArenaResult:
     """``rows``: one dict per algorithm (means over seeds and the 95% interval of the win
     rate); ``finals``: label -> list of per-seed final metrics; ``histories``: label ->

@@ -72,7 +72,7 @@ def _log_sigmoid(x):
     return -np.logaddexp(0.0, -x)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FitResult:
     """``theta`` (or reward-model parameters), final ``loss``, ``n_iter``, ``converged``."""
 
@@ -181,7 +181,7 @@ def _rm_grad(G, params, features, l2):
     return g + l2 * params
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RewardModel:
     r"""A fitted Bradley-Terry reward model: ``table`` :math:`\hat r(x, y)` of shape (X, Y),
     its ``params`` ((X, Y) tabular or (d,) linear), ``features`` ((X, Y, d) or None) and

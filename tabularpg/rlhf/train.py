@@ -43,7 +43,7 @@ from .world import KLProblem, Metrics, World, demonstrator, evaluate
 __all__ = ["SETTINGS", "Pipeline", "Run", "parse_algorithm", "prepare", "train"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Pipeline:
     """Everything the algorithms share: the ``world``, the ``policy`` class, SFT's
     ``theta_ref`` and ``pi_ref`` (X, Y), the demonstrator ``pi_demo``, the ``demos`` and
@@ -124,7 +124,7 @@ def prepare(world: World, *, policy="tabular", beta: float = 0.1, n_demos: int =
                     prefs=prefs, reward_model=rm, problem=problem, pi_star=problem.optimum(), sft_fit=fit)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Run:
     """One training run: ``label``, final ``theta``, ``history`` (dict of (n_iter + 1,)
     arrays, one per :class:`Metrics` field), ``n_iter``, ``seconds``, ``responses`` drawn."""

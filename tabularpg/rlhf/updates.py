@@ -321,7 +321,7 @@ def update_moments(algorithm: str, problem: KLProblem, policy: Policy, theta, *,
     return mean, (dev * prob[:, None]).T @ dev
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BiasReport:
     """Expected reward-part update of an algorithm against :math:`\\nabla E_\\pi[r]`:
     ``cosine``, ``norm_ratio`` = ``|E g| / |grad|``, and both vectors."""

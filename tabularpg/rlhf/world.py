@@ -24,8 +24,8 @@ MDP's soft-optimal policy (Rafailov et al. 2023, eq. 4; Ziebart 2010).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -78,7 +78,7 @@ def check_reference(pi_ref, shape, name: str = "pi_ref") -> np.ndarray:
     return np.asarray(pi_ref, dtype=float)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class World:
     r"""Prompts x responses with a true reward.
 
@@ -299,7 +299,7 @@ def total_variation(mu, pi, other) -> float:
     return float(np.asarray(mu) @ (0.5 * np.abs(np.asarray(pi) - np.asarray(other)).sum(axis=1)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class KLProblem:
     r"""Maximize :math:`J_\beta(\pi) = E_{x\sim\mu, y\sim\pi}[r(x,y)] - \beta\,KL(\pi\|\pi_{ref})`.
 
