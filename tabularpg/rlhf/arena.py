@@ -76,6 +76,8 @@ def frontier(pipe: Pipeline, betas=None) -> dict:
     r"""Exact (KL, win rate) of :math:`\pi^*_\beta \propto \pi_{ref}e^{r/\beta}` over ``betas``,
     for the true reward (``"true"``) and the reward model (``"rm"``): dict of arrays
     ``beta``, ``kl_true``, ``win_true``, ``kl_rm``, ``win_rm`` (win rates against :math:`\pi_{ref}`)."""
+    if not isinstance(pipe, Pipeline):
+        raise ArgumentTypeError(f"`pipe` must be a Pipeline; got {type(pipe).__name__}")
     betas = np.geomspace(1e-2, 1e2, 61) if betas is None else np.asarray(betas, dtype=float)
     if betas.ndim != 1 or np.any(betas <= 0):
         raise ValidationError(f"`betas` must be a 1-d array of positive numbers; got {betas!r}")

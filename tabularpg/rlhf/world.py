@@ -281,22 +281,45 @@ def win_rate(world: World, pi, opponent) -> float:
     >>> round(win_rate(w, pi, pi), 12)
     0.5
     """
+    _check_world(world)
     pi = _table(pi, world.shape, "pi")
     opponent = _table(opponent, world.shape, "opponent")
     return float(np.einsum("x,xy,xyz,xz->", world.mu, pi, world.preference(), opponent))
 
 
-def kl_to_reference(mu, pi, pi_ref) -> float:
-    r""":math:`\sum_x\mu(x)\,KL(\pi(\cdot|x)\,\|\,\pi_{ref}(\cdot|x))` in nats; ``pi``, ``pi_ref`` (X, Y)."""
-    mu = np.asarray(mu, dtype=float)
+def _mu_pair(mu, pi, other, other_name):
     pi = np.asarray(pi, dtype=float)
-    logr = np.log(np.where(pi > 0, pi, 1.0)) - np.log(np.asarray(pi_ref, dtype=float))
+    if pi.ndim != 2:
+        raise ShapeError(f"`pi` must have shape (X, Y); got {pi.shape}")
+    pi = _table(pi, pi.shape, "pi")
+    other = _table(other, pi.shape, other_name)
+    mu = as_float_array(mu, "mu", shape=(pi.shape[0],))
+    check_prob_table(mu[None, :], 1, mu.size, name="mu")
+    return mu, pi, other
+
+
+def kl_to_reference(mu, pi, pi_ref) -> float:
+    r""":math:`\sum_x\mu(x)\,KL(\pi(\cdot|x)\,\|\,\pi_{ref}(\cdot|x))` in nats; ``mu`` (X,),
+    ``pi``, ``pi_ref`` (X, Y). Refuses a ``pi_ref`` with zeros where ``pi`` has mass (infinite KL)."""
+    mu, pi, pi_ref = _mu_pair(mu, pi, pi_ref, "pi_ref")
+    bad = (pi > 0) & (pi_ref <= 0) & (mu[:, None] > 0)
+    if np.any(bad):
+        x, y = np.argwhere(bad)[0]
+        raise ValidationError(f"`pi_ref` entry (x={x}, y={y}) is 0 where `pi` has mass {pi[x, y]:.3g}: "
+                              "the KL is infinite")
+    logr = np.log(np.where(pi > 0, pi, 1.0)) - np.log(np.where(pi > 0, pi_ref, 1.0))
     return float(mu @ np.sum(pi * logr, axis=1))
 
 
 def total_variation(mu, pi, other) -> float:
-    r""":math:`\sum_x\mu(x)\,\tfrac12\sum_y|\pi(y|x) - \pi'(y|x)|`."""
-    return float(np.asarray(mu) @ (0.5 * np.abs(np.asarray(pi) - np.asarray(other)).sum(axis=1)))
+    r""":math:`\sum_x\mu(x)\,\tfrac12\sum_y|\pi(y|x) - \pi'(y|x)|`; ``mu`` (X,), ``pi``, ``other`` (X, Y)."""
+    mu, pi, other = _mu_pair(mu, pi, other, "other")
+    return float(mu @ (0.5 * np.abs(pi - other).sum(axis=1)))
+
+
+def _check_world(world):
+    if not isinstance(world, World):
+        raise ArgumentTypeError(f"`world` must be a World; got {type(world).__name__}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -406,6 +429,9 @@ def evaluate(world: World, problem: KLProblem, pi, *, opponent=None, optimum=Non
     ``opponent`` (X, Y) is a second policy to win against (NaN when None); ``optimum``
     may pass a precomputed ``problem.optimum()``.
     """
+    _check_world(world)
+    if not isinstance(problem, KLProblem):
+        raise ArgumentTypeError(f"`problem` must be a KLProblem; got {type(problem).__name__}")
     pi = _table(pi, world.shape, "pi")
     if problem.shape != world.shape:
         raise ShapeError(f"`problem` must have the world's shape {world.shape}; got {problem.shape}")
@@ -422,4 +448,5 @@ def evaluate(world: World, problem: KLProblem, pi, *, opponent=None, optimum=Non
 
 def demonstrator(world: World, temperature: float) -> np.ndarray:
     r"""The demonstrator (the "human" writer) :math:`\pi_{demo} = \mathrm{softmax}(r/T)`, (X, Y)."""
+    _check_world(world)
     return softmax(world.reward / _positive(temperature, "temperature"))
