@@ -233,3 +233,45 @@ def test_expected_update_identities_hold_for_every_problem(seed, X, Y, k, beta, 
     reward_part = rlhf.expected_update("dr_grpo", prob, pol, theta, k=k, beta=0.0)
     np.testing.assert_allclose(reward_part, (1 - 1 / k) * tpg.exact.policy_gradient(prob.mdp, pol, theta),
                                atol=1e-11 * scale)
+
+
+def test_grpo_later_epochs_follow_the_gradient_of_the_clipped_surrogate_with_k3():
+    """Second epoch of GRPO: (theta_2 - theta_1) / lr equals the central-difference gradient
+    at theta_1 of (1/N) sum_i [min(rho A, clip(rho) A) - beta k3] / L_i, k3 = pi_ref/pi - log(pi_ref/pi) - 1."""
+    w = rlhf.random_world(3, 4, n_features=2, rng=3)
+    pipe = T.prepare(w, n_demos=80, n_pairs=100, rng=1)
+    prob, pol, theta0 = pipe.problem, pipe.policy, pipe.theta_ref
+    x, y, batch = rlhf.sample_groups(prob, pol, theta0, 5, 4, rng=2)
+    r = batch.rewards[:, 0].reshape(5, 4)
+    A = (r - r.mean(axis=1, keepdims=True)) / (r.std(axis=1, ddof=1, keepdims=True) + 1e-4)
+    L = prob.length[x[:, None], y].astype(float)
+    s, a = np.repeat(x, 4), y.ravel()
+    log_ref = np.log(prob.pi_ref)
+    beta, clip, lr = prob.beta, 0.05, 5.0
+
+    def kl_weight(th, s_, a_):
+        return -beta * -np.expm1(-(pol.log_probs(th)[s_, a_] - log_ref[s_, a_])) / L.ravel()
+
+    adv = (A / L).reshape(-1, 1)
+    th1 = T._surrogate_epochs(pipe, theta0, batch, adv, lr=lr, epochs=1, clip=clip, kl_weight=kl_weight)
+    th2 = T._surrogate_epochs(pipe, theta0, batch, adv, lr=lr, epochs=2, clip=clip, kl_weight=kl_weight)
+    logp_old = pol.log_probs(theta0)[s, a]
+
+    def objective(th):
+        lp = pol.log_probs(th)[s, a]
+        rho = np.exp(lp - logp_old)
+        Af = A.ravel()
+        sur = np.minimum(rho * Af, np.clip(rho, 1 - clip, 1 + clip) * Af)
+        q = np.exp(log_ref[s, a] - lp)
+        return np.mean((sur - beta * (q - np.log(q) - 1)) / L.ravel())
+
+    h = 1e-6
+    fd = np.zeros_like(th1)
+    for i in np.ndindex(th1.shape):
+        e = np.zeros_like(th1)
+        e[i] = h
+        fd[i] = (objective(th1 + e) - objective(th1 - e)) / (2 * h)
+    rho1 = np.exp(pol.log_probs(th1)[s, a] - logp_old)
+    assert np.min(np.abs(np.abs(rho1 - 1) - clip)) > 1e-4          # away from the kinks
+    assert np.any(np.abs(rho1 - 1) > clip) and np.any(np.abs(rho1 - 1) < clip)   # both branches occur
+    np.testing.assert_allclose((th2 - th1) / lr, fd, atol=1e-8)
