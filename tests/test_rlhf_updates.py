@@ -175,6 +175,9 @@ def test_every_algorithm_trains_and_records_exact_metrics(kind):
             assert hist["kl"].shape == (6,) and hist["kl"][0] == 0.0 and np.all(np.isfinite(hist["win_rate"]))
             m = pipe.metrics(run.theta)
             assert m.win_rate == pytest.approx(hist["win_rate"][-1], abs=1e-15)
+    run = T.train(pipe, "rloo", n_iter=3, rng=0, opponent=pipe.pi_star)      # win rate against any policy
+    np.testing.assert_allclose(run.history["win_rate_opponent"][-1],
+                               rlhf.win_rate(w, pipe.policy.probs(run.theta), pipe.pi_star), atol=1e-15)
 
 
 _, _P, _POL, _TH = _setup()

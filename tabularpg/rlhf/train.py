@@ -62,10 +62,11 @@ class Pipeline:
     pi_star: np.ndarray
     sft_fit: FitResult
 
-    def metrics(self, theta) -> Metrics:
-        """Exact metrics of ``policy.probs(theta)`` (opponent: the demonstrator)."""
-        return evaluate(self.world, self.problem, self.policy.probs(theta), opponent=self.pi_demo,
-                        optimum=self.pi_star)
+    def metrics(self, theta, opponent=None) -> Metrics:
+        """Exact metrics of ``policy.probs(theta)``; ``win_rate_opponent`` is against
+        ``opponent`` (X, Y), default the demonstrator."""
+        return evaluate(self.world, self.problem, self.policy.probs(theta),
+                        opponent=self.pi_demo if opponent is None else opponent, optimum=self.pi_star)
 
 
 def _make_policy(world, policy):
@@ -183,12 +184,12 @@ def _label(name, opts):
 
 
 class _Recorder:
-    def __init__(self, pipe, theta):
-        self.pipe = pipe
-        self.rows = [pipe.metrics(theta)]
+    def __init__(self, pipe, theta, opponent):
+        self.pipe, self.opponent = pipe, opponent
+        self.rows = [pipe.metrics(theta, opponent)]
 
     def add(self, theta):
-        self.rows.append(self.pipe.metrics(theta))
+        self.rows.append(self.pipe.metrics(theta, self.opponent))
 
     def history(self):
         return {f: np.array([getattr(m, f) for m in self.rows]) for f in Metrics.__dataclass_fields__}
@@ -211,7 +212,8 @@ def _surrogate_epochs(pipe, theta_old, batch, adv, *, lr, epochs, clip, kl_weigh
     return theta
 
 
-def train(pipe: Pipeline, algorithm: str, *, n_iter: int = 100, n_prompts=None, rng=0, **options) -> Run:
+def train(pipe: Pipeline, algorithm: str, *, n_iter: int = 100, n_prompts=None, rng=0, opponent=None,
+          **options) -> Run:
     r"""Train one algorithm from :math:`\pi_{ref}` and record exact metrics at every iteration.
 
     Parameters
@@ -224,6 +226,9 @@ def train(pipe: Pipeline, algorithm: str, *, n_iter: int = 100, n_prompts=None, 
     n_prompts : int, optional
         Prompts per iteration (default: the number of prompts X).
     rng : Generator or int
+    opponent : ndarray of shape (X, Y), optional
+        A policy to win against at every iteration (``history["win_rate_opponent"]``);
+        default the demonstrator.
     **options
         Override :data:`SETTINGS` (``lr``, ``k``, ``epochs``, ``clip``, ``eta``, ...).
 
@@ -261,7 +266,7 @@ def train(pipe: Pipeline, algorithm: str, *, n_iter: int = 100, n_prompts=None, 
     label = _label(name, settings)
     t0 = time.perf_counter()
     theta = np.array(pipe.theta_ref, dtype=float, copy=True)
-    rec = _Recorder(pipe, theta)
+    rec = _Recorder(pipe, theta, opponent)
     if name == "sft":
         return Run(label, theta, rec.history(), pipe.sft_fit.n_iter, time.perf_counter() - t0, 0)
     if name == "dpo":
