@@ -4,7 +4,7 @@ See ``DESIGN`` in the repository: estimators make weights, policies contract the
 their hand-derived score, and the exact gradient is the same contraction with the
 expected weights ``d(s) pi(a|s) Q(s, a)``.
 """
-from . import envs, estimators, exact, interop, moments, objectives, optim, sampling, solve, sweep, testing
+from . import envs, estimators, exact, interop, moments, objectives, optim, rlhf, sampling, solve, sweep, testing
 from ._validation import (
     EnumerationTooLargeError,
     ImproperPolicyError,
@@ -40,6 +40,7 @@ __all__ = [
     "testing",
     "interop",
     "sweep",
+    "rlhf",
     "TabularPGError",
     "ValidationError",
     "ShapeError",

@@ -356,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--tau", type=float, default=0.01, help="entropy weight (entropy_npg)")
     tr.add_argument("--delta", type=float, default=0.01, help="KL radius (trpo)")
     tr.set_defaults(func=_cmd_train)
+
+    from .rlhf.arena import add_parser as add_arena_parser
+
+    add_arena_parser(sub)  # the arena command's arguments and logic live in tabularpg.rlhf.arena
     return p
 
 
