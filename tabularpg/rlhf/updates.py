@@ -381,7 +381,7 @@ def _rebel_solve(policy, theta, x, y1, y2, target, w, eta, cg_iters, tol):
         return policy.contract(theta, xs, np.concatenate([c, -c]), ys).ravel()
 
     def matvec(v):
-        dz = policy.logits_jvp(v.reshape(shape))
+        dz = policy.logits_jvp(theta, v.reshape(shape))
         return jt(w * (dz[x, y1] - dz[x, y2]))
 
     b = eta * jt(w * target)
