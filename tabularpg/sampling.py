@@ -24,6 +24,9 @@ those of 0.1.0.
 Horizons:
 
 * finite-horizon MDP: ``T = H`` (a smaller ``horizon`` truncates);
+* infinite-horizon MDP with terminal states, ``horizon=None``: every episode runs until
+  it enters a terminal state (no truncation, ``Batch.horizon`` is None), up to the cap
+  below;
 * infinite-horizon MDP: an explicit truncation ``horizon=T`` (episodes still end at
   terminal states), or ``horizon="geometric"``: the random-horizon scheme of Zhang,
   Koppel, Zhu and Basar (2020), "Global convergence of policy gradient methods to
@@ -33,6 +36,21 @@ Horizons:
   ``split = T'``. Then :math:`\Pr(s_{T'} = s, \text{alive}) = (1-\gamma)\, d(s)` with our
   unnormalized ``d``, and :math:`\sum_{k \ge 0} \gamma^{k/2} r_{T'+k}` is an unbiased
   estimate of :math:`Q(s_{T'}, a_{T'})`.
+
+``Batch.horizon`` records the truncation the batch was drawn with, so
+``tabularpg.estimators.expected(..., horizon=batch.horizon)`` is the exact expectation of
+an estimator on that very batch (``None``: untruncated -- the MDP's own horizon, or
+episodes run to termination, or the geometric scheme).
+
+Cap on undetermined lengths. When the width of a batch is decided by termination rather
+than by a horizon fixed in advance (``horizon=None`` on an MDP with terminal states, or a
+``horizon`` with ``N * horizon > STEP_CAP`` on such an MDP), the rollout stores at most
+:data:`STEP_CAP` steps (``N`` times the width, about 22 bytes each). An episode still
+running at that width raises an error instead of a silently shortened batch (whose
+expectation would differ from the one asked for): :class:`~tabularpg.ImproperPolicyError`
+with ``gamma = 1`` (the policy is improper or nearly so: its expected episode length is
+enormous), :class:`~tabularpg.ValidationError` naming ``horizon`` otherwise. Pass a
+smaller ``horizon`` to sample a truncated objective explicitly.
 """
 from __future__ import annotations
 
@@ -45,6 +63,7 @@ from . import _alias
 from ._alias import AliasTable, alias_table
 from ._validation import (
     ArgumentTypeError,
+    ImproperPolicyError,
     ValidationError,
     as_rng,
     check_int,
@@ -53,7 +72,11 @@ from ._validation import (
 from .mdp import MDP
 from .policies import Policy
 
-__all__ = ["AliasTable", "Batch", "alias_table", "sample"]
+__all__ = ["STEP_CAP", "AliasTable", "Batch", "alias_table", "sample"]
+
+#: The most steps (episodes x width) a rollout whose width is decided by termination may
+#: store; see the module docstring.
+STEP_CAP = 2**25
 
 
 def _transition_tables(mdp: MDP):
@@ -176,8 +199,11 @@ class Batch:
     ``np.ascontiguousarray`` them if row-major layout matters).
     gamma : float
     horizon : int or None
-        The fixed horizon used; None for the geometric scheme. The arrays' width ``T``
-        is smaller when every episode terminated earlier.
+        The truncation the batch was drawn with: the fixed horizon used, or None when no
+        episode can have been cut by a horizon (the geometric scheme; episodes run to
+        termination). The arrays' width ``T`` is smaller when every episode terminated
+        earlier. ``tabularpg.estimators.expected(..., horizon=batch.horizon)`` is the
+        exact expectation for this batch.
     truncated : bool ndarray of shape (N,)
         Cut by a truncation horizon shorter than the MDP's (or of an infinite MDP).
     behavior_logp : ndarray of shape (N, T) or None
@@ -261,8 +287,10 @@ def sample(mdp: MDP, policy: Policy, theta, n_episodes: int, *, rng, horizon=Non
     n_episodes : int >= 1
     rng : numpy.random.Generator or int
     horizon : int, "geometric" or None
-        Finite-horizon MDPs default to ``mdp.horizon`` (an int ``<=`` it truncates);
-        infinite-horizon MDPs need an int (truncation) or ``"geometric"``.
+        Finite-horizon MDPs default to ``mdp.horizon`` (an int ``<=`` it truncates).
+        Infinite-horizon MDPs take an int (truncation) or ``"geometric"``; with terminal
+        states, None runs every episode to termination (at most :data:`STEP_CAP` stored
+        steps; see the module docstring), without terminal states it is refused.
     start : int or int ndarray of shape (N,), optional
         Start states instead of draws from ``mu``.
     behavior : ndarray of shape (S, A) or (Policy, theta), optional
@@ -272,6 +300,14 @@ def sample(mdp: MDP, policy: Policy, theta, n_episodes: int, *, rng, horizon=Non
     Returns
     -------
     Batch
+
+    Raises
+    ------
+    ImproperPolicyError
+        ``gamma = 1`` and an episode is still running when the batch reaches
+        :data:`STEP_CAP` stored steps with a width decided by termination.
+    ValidationError
+        The same with ``gamma < 1`` (naming ``horizon``), or a bad argument.
 
     Examples
     --------
@@ -302,12 +338,38 @@ def sample(mdp: MDP, policy: Policy, theta, n_episodes: int, *, rng, horizon=Non
     if scheme == "geometric":
         limit, split = _geometric_limits(mdp.gamma, N, rng)
         T = int(limit.max())
-    roll = _rollout(table, mdp.terminal, s0, T, limit, rng)
+    cap = _width_cap(mdp, N, T)
+    roll = _rollout(table, mdp.terminal, s0, T if cap is None else cap, limit, rng, capped=cap is not None)
+    if roll.still_running:
+        raise _cap_error(mdp, N, T, roll)
     return _assemble(mdp, roll, scheme, T, split)
 
 
+def _width_cap(mdp: MDP, N: int, T):
+    """The most steps per episode the rollout may store when its width is decided by
+    termination (``T`` None, or ``N * T > STEP_CAP`` with terminal states); else None."""
+    if not mdp.terminal.any() or (T is not None and N * T <= STEP_CAP):
+        return None
+    cap = max(STEP_CAP // N, 1)
+    return None if T is not None and T <= cap else cap
+
+
+def _cap_error(mdp: MDP, N: int, T, roll):
+    asked = "`horizon`=None (run every episode to termination)" if T is None else f"`horizon`={T}"
+    msg = (f"{asked}: after {roll.width} steps {roll.still_running} of {N} episodes are still running; "
+           f"sampling stopped at the cap of STEP_CAP = {STEP_CAP} stored steps (N x width) instead of "
+           f"returning a shortened batch. Pass a smaller `horizon` (e.g. {roll.width}) to sample the "
+           f"truncated objective explicitly; estimators.expected(..., horizon=batch.horizon) then refers "
+           f"to the same truncation")
+    if mdp.gamma == 1.0:
+        return ImproperPolicyError(f"gamma = 1 and the policy terminates very slowly or never (improper or "
+                                   f"nearly improper): {msg}")
+    return ValidationError(msg)
+
+
 def _resolve_horizon(mdp: MDP, horizon):
-    """``(scheme, T)``: ``("fixed", T)`` or ``("geometric", None)`` after the argument checks."""
+    """``(scheme, T)`` after the argument checks: ``("fixed", T)``, ``("fixed", None)`` (until
+    termination) or ``("geometric", None)``."""
     if isinstance(horizon, str):
         if horizon != "geometric":
             raise ValidationError(f"`horizon` must be an int, 'geometric' or None; got {horizon!r}")
@@ -320,8 +382,10 @@ def _resolve_horizon(mdp: MDP, horizon):
     T = check_int(horizon, "horizon", minimum=1, allow_none=True)
     if T is None:
         if mdp.horizon is None:
-            raise ValidationError("`horizon` is required for an infinite-horizon MDP: pass an int "
-                                  "(truncation) or 'geometric'")
+            if mdp.terminal.any():
+                return "fixed", None   # until termination, capped (STEP_CAP)
+            raise ValidationError("`horizon` is required for an infinite-horizon MDP without terminal states: "
+                                  "pass an int (truncation) or 'geometric'")
         T = mdp.horizon
     elif mdp.horizon is not None and T > mdp.horizon:
         raise ValidationError(f"`horizon` must be <= the MDP's horizon {mdp.horizon}; got {T}")
@@ -369,7 +433,8 @@ def _geometric_limits(g: float, N: int, rng):
 class _Rollout:
     """Time-major buffers of a rollout: ``st`` (T+1, N) holds :math:`s_t` (``st[t+1]`` the
     state entered at step ``t``), ``ac``, ``rw``, ``lp`` (T, N); entries of steps that
-    were not alive are 0. ``lengths`` (N,), ``ended`` (N,) entered a terminal state."""
+    were not alive are 0. ``lengths`` (N,), ``ended`` (N,) entered a terminal state;
+    ``still_running`` the number of episodes alive when the width cap was reached."""
 
     st: np.ndarray
     ac: np.ndarray
@@ -378,9 +443,11 @@ class _Rollout:
     lengths: np.ndarray
     ended: np.ndarray
     width: int
+    still_running: int = 0
 
 
-def _rollout(table: _StepTable, terminal: np.ndarray, s0: np.ndarray, T: int, limit, rng) -> _Rollout:
+def _rollout(table: _StepTable, terminal: np.ndarray, s0: np.ndarray, T: int, limit, rng,
+             capped: bool = False) -> _Rollout:
     r"""The time loop: one fused alias draw per alive episode and step.
 
     While every episode is alive (the usual case without terminal states) each step
@@ -388,7 +455,9 @@ def _rollout(table: _StepTable, terminal: np.ndarray, s0: np.ndarray, T: int, li
     state, or their ``limit`` in the geometric scheme) leave the active set, and the
     remaining ones are scattered. Buffers grow by doubling on terminal MDPs, so memory
     follows the realized width (episodes ending long before a large truncation horizon),
-    not the horizon; it is linear in ``N * width`` either way.
+    not the horizon; it is linear in ``N * width`` either way. ``capped``: ``T`` is the
+    width cap, not a horizon; episodes still running after ``T`` steps are reported in
+    ``still_running`` (the caller refuses the batch).
     """
     N = s0.size
     dt = table.alias.dtype
@@ -444,7 +513,11 @@ def _rollout(table: _StepTable, terminal: np.ndarray, s0: np.ndarray, T: int, li
                 active = np.flatnonzero(go) if active is None else active[go]
                 s_next = s_next[go]
         s = s_next
-    return _Rollout(st=st, ac=ac, rw=rw, lp=lp, lengths=lengths, ended=ended, width=T_run)
+    running = 0
+    if capped and T_run == T:
+        running = N if active is None else active.size
+    return _Rollout(st=st, ac=ac, rw=rw, lp=lp, lengths=lengths, ended=ended, width=T_run,
+                    still_running=running)
 
 
 def _grow(buf: np.ndarray, rows: int) -> np.ndarray:

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from scipy import sparse, stats
 
-from tabularpg import MDP, TabularSoftmax, ValidationError, envs
-from tabularpg import sampling
+from tabularpg import MDP, TabularSoftmax, ValidationError, envs, sampling
 from tabularpg._validation import ArgumentTypeError, ShapeError
 from tabularpg.sampling import alias_table, sample
 
