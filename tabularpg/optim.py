@@ -44,8 +44,9 @@ import scipy.linalg as sla
 
 from . import exact, objectives
 from ._validation import (
-    ImproperPolicyError,
+    ArgumentTypeError,
     NumericalError,
+    TabularPGError,
     ValidationError,
     as_rng,
     check_float,
@@ -190,17 +191,19 @@ class _Run:
 
     @contextmanager
     def guard(self):
-        """Turn a refused exact evaluation (or a singular-matrix warning) into :meth:`error`."""
+        """Turn a refused evaluation (any library error other than a bad argument: the exact
+        solvers' ImproperPolicyError / NumericalError / ConvergenceError, the sampler's cap)
+        or a singular-matrix warning into :meth:`error`."""
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", sla.LinAlgWarning)
                 yield
-        except NumericalError as exc:
+        except (ValidationError, ArgumentTypeError):
+            raise                                   # a bad argument, not a numerical failure
+        except TabularPGError as exc:               # ImproperPolicyError, NumericalError, ConvergenceError, ...
             if getattr(exc, "algorithm", None) is not None:
-                raise
-            raise self.error(f"exact evaluation refused ({exc})") from exc
-        except (ImproperPolicyError, exact.ConvergenceError) as exc:
-            raise self.error(f"exact evaluation refused ({type(exc).__name__}: {exc})") from exc
+                raise                               # already names the run
+            raise self.error(f"refused by {type(exc).__name__}: {exc}") from exc
         except sla.LinAlgWarning as exc:
             raise self.error(f"singular linear system in the exact evaluation ({exc})") from exc
 
@@ -526,6 +529,8 @@ def ppo(mdp: MDP, policy: Policy, theta0, *, n_iter: int, epochs: int = 10, lr: 
     with run.guard():
         for _ in run.iterations(n_iter, progress):
             theta, beta = _ppo_step(run, beta, epochs, lr, clip, adaptive_kl, kl_target, n_episodes, horizon, rng)
+            if not 0.0 < beta < np.inf:
+                raise run.error(f"the KL penalty beta left (0, inf) (beta = {beta})")
             run.extra["beta"].append(beta)
             run.record(theta, lr)
     return run.result()

@@ -205,3 +205,33 @@ def test_negative_kl_beyond_rounding_is_refused():
     run.ev = type(run.ev)(v=run.ev.v, q=run.ev.q, d=-run.ev.d, j=run.ev.j)
     with pytest.raises(NumericalError, match="KL.*negative beyond its rounding bound"):
         run.record(np.array([[1.0, -1.0], [0.0, 0.0], [2.0, 0.0]]), 1.0)
+
+
+def test_refused_exact_evaluation_names_the_run(monkeypatch):
+    """The exact solvers refuse near-singular systems (ImproperPolicyError / NumericalError):
+    the optimizer reports which algorithm, iteration and step size met the refusal."""
+    mdp = envs.garnet(3, 2, 2, rng=0)
+    pol = TabularSoftmax(3, 2)
+    real = exact.analyze
+    calls = {"n": 0}
+
+    def refusing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise NumericalError("I - gamma P_pi is numerically singular (rcond 1e-18)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(exact, "analyze", refusing)
+    with pytest.raises(NumericalError, match=r"natural_policy_gradient: at iteration 2 with step_size = 0.5: "
+                                             r"refused by NumericalError: I - gamma P_pi is numerically singular"):
+        optim.natural_policy_gradient(mdp, pol, np.zeros((3, 2)), step_size=0.5, n_iter=5)
+
+
+def test_improper_start_is_reported_at_the_start():
+    mdp = envs.cliff_walking()
+    pol = TabularSoftmax(mdp.n_states, mdp.n_actions)
+    theta = np.zeros(pol.theta_shape)
+    theta[:, 0] = 1e3   # "up" everywhere (probabilities of the others underflow to 0): never terminates
+    with pytest.raises(NumericalError, match=r"policy_gradient_ascent: at the start \(theta0\) with step_size = 1: "
+                                             r"refused by ImproperPolicyError"):
+        optim.policy_gradient_ascent(mdp, pol, theta, step_size=1.0, n_iter=2)
