@@ -341,7 +341,7 @@ def sample(mdp: MDP, policy: Policy, theta, n_episodes: int, *, rng, horizon=Non
     cap = _width_cap(mdp, N, T)
     roll = _rollout(table, mdp.terminal, s0, T if cap is None else cap, limit, rng, capped=cap is not None)
     if roll.still_running:
-        raise _cap_error(mdp, N, T, roll)
+        raise _cap_error(mdp, N, "geometric" if scheme == "geometric" else T, roll)
     return _assemble(mdp, roll, scheme, T, split)
 
 
@@ -355,7 +355,8 @@ def _width_cap(mdp: MDP, N: int, T):
 
 
 def _cap_error(mdp: MDP, N: int, T, roll):
-    asked = "`horizon`=None (run every episode to termination)" if T is None else f"`horizon`={T}"
+    asked = ("`horizon`=None (run every episode to termination)" if T is None
+             else "`horizon`='geometric'" if T == "geometric" else f"`horizon`={T}")
     msg = (f"{asked}: after {roll.width} steps {roll.still_running} of {N} episodes are still running; "
            f"sampling stopped at the cap of STEP_CAP = {STEP_CAP} stored steps (N x width) instead of "
            f"returning a shortened batch. Pass a smaller `horizon` (e.g. {roll.width}) to sample the "
@@ -537,6 +538,8 @@ def _assemble(mdp: MDP, roll: _Rollout, scheme: str, horizon_used, split) -> Bat
     terminated[ended, lengths[ended] - 1] = True
     if scheme == "geometric":
         truncated = ~ended
+    elif horizon_used is None:        # run to termination: every episode ended (else the cap refused it)
+        truncated = np.zeros(N, dtype=bool)
     else:
         natural = mdp.horizon is not None and horizon_used == mdp.horizon
         truncated = (~ended & (lengths == horizon_used)) if not natural else np.zeros(N, dtype=bool)
