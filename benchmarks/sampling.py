@@ -7,8 +7,9 @@ own vectorized form of it, ``gymnasium.vector.SyncVectorEnv`` over 64 FrozenLake
 copies with autoreset (FrozenLake has no native vector implementation, so the
 synchronous vector env is the fastest vector form Gymnasium offers for it); (b) and (c)
 only if Gymnasium is installed.
-Also: peak memory per transition (memory linear in N*T) and estimator throughput (steps
-per second to turn a batch into a gradient).
+Also: peak memory per transition (memory linear in N*T), the rate by process CPU time
+(on a machine shared with other jobs it approximates a quiet machine's wall-clock rate),
+and estimator throughput (steps per second to turn a batch into a gradient).
 
     python benchmarks/sampling.py [--quick]
 """
@@ -73,6 +74,16 @@ def best(fn, repeat):
     return min(times), times[0]
 
 
+def best_cpu(fn, repeat):
+    """Best process CPU time: on a shared machine it approximates the wall time of a quiet one."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.process_time()
+        fn()
+        times.append(time.process_time() - t0)
+    return min(times)
+
+
 def print_table(title, columns, rows):
     """Print ``rows`` (tuples of already formatted cells) under ``columns``.
 
@@ -92,6 +103,7 @@ def sampling_rows(mdp, pol, theta, T, sizes, loop_rate, gym_rate, vec_rate, labe
     rows = []
     for N in sizes:
         tb, tf = best(lambda N=N: sample(mdp, pol, theta, N, rng=0, horizon=T), 3)
+        cpu = best_cpu(lambda N=N: sample(mdp, pol, theta, N, rng=0, horizon=T), 3)
         tracemalloc.start()
         b = sample(mdp, pol, theta, N, rng=0, horizon=T)
         peak = tracemalloc.get_traced_memory()[1]
@@ -100,7 +112,7 @@ def sampling_rows(mdp, pol, theta, T, sizes, loop_rate, gym_rate, vec_rate, labe
         rate = N * T / tb
         rows.append((label, N, f"{tf:.3f}", f"{tb:.3f}", f"{rate:.3g}", f"{rate / loop_rate:.0f}x",
                      f"{rate / gym_rate:.0f}x" if gym_rate else "", f"{rate / vec_rate:.0f}x" if vec_rate else "",
-                     f"{peak / (N * T):.1f}"))
+                     f"{peak / (N * T):.1f}", f"{N * T / cpu:.3g}"))
     return rows
 
 
@@ -129,7 +141,8 @@ def main(argv=None):
         gym_rate = vec_rate = None
 
     columns = [("method", 34), ("N", 7), ("first call s", 12), ("best s", 8), ("rate (best)", 12),
-               ("vs loop", 8), ("vs gym", 8), ("vs vec", 8), ("peak B/step", 11)]
+               ("vs loop", 8), ("vs gym", 8), ("vs vec", 8), ("peak B/step", 11),
+               ("rate (CPU)", 10)]
     rows = [("python per-episode loop", n_loop, f"{t_loop:.3f}", f"{t_loop:.3f}", f"{loop_rate:.3g}", "1x", "", "",
              "")]
     if gym_rate:
