@@ -104,7 +104,8 @@ class _StepTable:
 
     Row ``s`` has ``width = A*K`` cells, cell ``a*K + k`` for action ``a`` and the ``k``-th
     successor of ``(s, a)``, with probability :math:`\pi(a|s) P(s'_k|s, a)`. All arrays are
-    flat over the ``S*width`` cells: ``q`` acceptance probabilities, ``alias`` the flat cell
+    flat over the ``S*width`` cells: ``q`` acceptance probabilities, ``threshold`` the column
+    plus its ``q`` (cell ``(s, k)`` is kept when ``x = u * width < k + q``), ``alias`` the flat cell
     index of each cell's alias, and the outcome of each cell: ``action``, ``next_state``,
     ``reward`` (:math:`r(s, a)` or :math:`R(s, a, s')`) and ``logb``
     (:math:`\log b(a|s)`, behavior policies only).
@@ -112,6 +113,7 @@ class _StepTable:
 
     width: int
     q: np.ndarray
+    threshold: np.ndarray
     alias: np.ndarray
     action: np.ndarray
     next_state: np.ndarray
@@ -140,8 +142,9 @@ def _step_table(mdp: MDP, act_probs: np.ndarray, behavior_log) -> _StepTable:
     else:
         reward = np.repeat(np.asarray(mdp.r_sa, dtype=float).ravel(), K)
     logb = None if behavior_log is None else np.repeat(behavior_log.ravel(), K)
-    return _StepTable(width=W, q=tab.q.ravel(), alias=alias, action=action, next_state=next_state,
-                      reward=reward, logb=logb)
+    threshold = (np.arange(W) + tab.q).ravel()
+    return _StepTable(width=W, q=tab.q.ravel(), threshold=threshold, alias=alias, action=action,
+                      next_state=next_state, reward=reward, logb=logb)
 
 
 class _Drawer:
@@ -149,7 +152,12 @@ class _Drawer:
 
     One uniform per transition: ``x = u * width``, column ``k = floor(x)`` and coin
     ``x - k`` (uniform on [0, 1) and independent of ``k`` up to the 53-bit resolution of
-    ``u``, i.e. 48 bits for 20 columns).
+    ``u``, i.e. 48 bits for 20 columns); the cell is kept when the coin is below ``q``,
+    tested as ``x < k + q`` (``threshold``, rounded once when the table is built) so the
+    coin is never formed. ``k <= width - 1`` always: ``u <= 1 - 2**-53`` and, for any
+    ``width`` ``W``, the exact product ``W - W 2**-53`` lies more than half a unit in the
+    last place below ``W`` (or is exactly representable when ``W`` is a power of two), so
+    it never rounds up to ``W``.
     """
 
     def __init__(self, table: _StepTable, n: int):
@@ -166,13 +174,11 @@ class _Drawer:
         W = tab.width
         rng.random(out=u)
         u *= W
-        np.copyto(k, u, casting="unsafe")             # floor (u >= 0)
-        np.minimum(k, W - 1, out=k)                   # u * W may round up to W
-        u -= k                                        # the coin, in [0, 1)
+        np.copyto(k, u, casting="unsafe")             # floor (u >= 0); k <= W - 1, see the class docstring
         np.multiply(s, W, out=f)
         f += k
-        np.take(tab.q, f, out=qq, mode="clip")        # indices are valid: "clip" avoids a buffered copy
-        np.less(u, qq, out=c)
+        np.take(tab.threshold, f, out=qq, mode="clip")  # indices are valid: "clip" avoids a buffered copy
+        np.less(u, qq, out=c)                         # coin x - k < q  <=>  x < k + q
         np.take(tab.alias, f, out=g, mode="clip")
         np.copyto(g, f, where=c)
         return g

@@ -135,3 +135,19 @@ def test_behavior_policy_of_the_wrong_size_is_refused():
     pol = TabularSoftmax(2, 2)
     with pytest.raises(ValidationError, match=r"`behavior` policy has \(S, A\) = \(3, 2\)"):
         sample(mdp, pol, pol.zeros(), 3, rng=0, horizon=2, behavior=(TabularSoftmax(3, 2), np.zeros((3, 2))))
+
+
+def test_column_never_reaches_the_width():
+    """The drawer skips a clamp: floor(u * W) <= W - 1 for the largest uniform 1 - 2**-53
+    (numpy's ``random`` never returns more), for every width up to 2**16 and a few huge ones."""
+    u_max = 1.0 - 2.0**-53
+    W = np.concatenate([np.arange(1, 2**16 + 1), [2**31 - 1, 2**40 + 3, 10**15]]).astype(np.float64)
+    assert np.all(np.floor(u_max * W) == W - 1)
+
+
+def test_thresholds_are_column_plus_q():
+    mdp = envs.garnet(9, 3, 4, rng=2)
+    pi = TabularSoftmax(9, 3).probs(np.random.default_rng(3).normal(size=(9, 3)))
+    tab = sampling._step_table(mdp, pi, None)
+    col = np.tile(np.arange(tab.width), 9)
+    np.testing.assert_allclose(tab.threshold - col, tab.q, rtol=0, atol=tab.width * 2.0**-52)
