@@ -8,7 +8,8 @@ an action and one of its ``K`` (padded) non-zero successors, dense and sparse ``
 alike, so its size is that of ``P``'s non-zeros. Each transition uses **one** uniform
 ``u``: ``u * A*K`` gives the column (integer part) and the coin (fractional part). The
 cell also carries the reward (and :math:`\log b(a|s)` for a behavior policy), so a step
-is one draw and four table look-ups written straight into time-major buffers.
+is one uniform and five table look-ups (threshold, alias, action, next state, reward),
+written straight into time-major buffers.
 
 The pieces, each readable alone: :func:`_resolve_horizon` (horizon schemes),
 :func:`_action_law` (policy or behavior), :func:`_step_table` (fused alias table),
