@@ -7,11 +7,13 @@ Pr(s_t = s) pi(a|s) P(s'|s, a), with a power check against a deliberately wrong 
 """
 import numpy as np
 import pytest
+from hypothesis import given
 from scipy import sparse, stats
 
 from tabularpg import MDP, TabularSoftmax, ValidationError, envs, sampling
 from tabularpg._validation import ArgumentTypeError, ShapeError
 from tabularpg.sampling import alias_table, sample
+from tabularpg.testing.strategies import problems
 
 ALPHA = 1e-6
 
@@ -151,3 +153,19 @@ def test_thresholds_are_column_plus_q():
     tab = sampling._step_table(mdp, pi, None)
     col = np.tile(np.arange(tab.width), 9)
     np.testing.assert_allclose(tab.threshold - col, tab.q, rtol=0, atol=tab.width * 2.0**-52)
+
+
+@given(problems(sparse=None, reward_transitions=None))
+def test_fused_table_property(problem):
+    """For every MDP and policy the fused table is exactly the law pi(a|s) P(s'|s, a), and
+    each cell carries the reward R(s, a, s') (or r(s, a)) of its outcome."""
+    mdp, policy, theta = problem
+    S, A = mdp.n_states, mdp.n_actions
+    pi = policy.probs(theta)
+    tab = sampling._step_table(mdp, pi, None)
+    P = mdp.P_dense()
+    np.testing.assert_allclose(_joint_from_table(tab, S, A), pi[:, :, None] * P, rtol=0, atol=1e-13)
+    cells = np.arange(tab.q.size)
+    s = cells // tab.width
+    want = mdp.R[s, tab.action, tab.next_state] if mdp.R.ndim == 3 else mdp.r_sa[s, tab.action]
+    np.testing.assert_array_equal(tab.reward, want)
