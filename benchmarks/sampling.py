@@ -2,9 +2,14 @@
 
 Transitions per second of ``tabularpg.sampling.sample`` on Garnet(100, 4, 5), T = 100,
 for N in {1e3, 1e4, 1e5}, against, in the same run, (a) a plain per-episode Python loop
-over the same MDP and (b) Gymnasium's FrozenLake-v1 ``env.step`` loop (if installed).
-Also: peak memory per transition (memory linear in N*T) and estimator throughput (steps
-per second to turn a batch into a gradient).
+over the same MDP, (b) Gymnasium's FrozenLake-v1 ``env.step`` loop and (c) Gymnasium's
+own vectorized form of it, ``gymnasium.vector.SyncVectorEnv`` over 64 FrozenLake-v1
+copies with autoreset (FrozenLake has no native vector implementation, so the
+synchronous vector env is the fastest vector form Gymnasium offers for it); (b) and (c)
+only if Gymnasium is installed.
+Also: peak memory per transition (memory linear in N*T), the rate by process CPU time
+(on a machine shared with other jobs it approximates a quiet machine's wall-clock rate),
+and estimator throughput (steps per second to turn a batch into a gradient).
 
     python benchmarks/sampling.py [--quick]
 """
@@ -47,6 +52,19 @@ def gym_loop(n_steps, seed):
     return n_steps
 
 
+def gym_vector_loop(n_steps, n_envs, seed):
+    """``n_steps`` transitions of ``SyncVectorEnv`` over ``n_envs`` FrozenLake-v1 copies."""
+    import gymnasium as gym
+
+    envs_ = gym.vector.SyncVectorEnv([lambda: gym.make("FrozenLake-v1") for _ in range(n_envs)])
+    envs_.reset(seed=seed)
+    envs_.action_space.seed(seed)
+    for _ in range(n_steps // n_envs):
+        envs_.step(envs_.action_space.sample())
+    envs_.close()
+    return (n_steps // n_envs) * n_envs
+
+
 def best(fn, repeat):
     times = []
     for _ in range(repeat):
@@ -54,6 +72,16 @@ def best(fn, repeat):
         fn()
         times.append(time.perf_counter() - t0)
     return min(times), times[0]
+
+
+def best_cpu(fn, repeat):
+    """Best process CPU time: on a shared machine it approximates the wall time of a quiet one."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.process_time()
+        fn()
+        times.append(time.process_time() - t0)
+    return min(times)
 
 
 def print_table(title, columns, rows):
@@ -70,11 +98,12 @@ def print_table(title, columns, rows):
         print(fmt(row))
 
 
-def sampling_rows(mdp, pol, theta, T, sizes, loop_rate, gym_rate, label):
+def sampling_rows(mdp, pol, theta, T, sizes, loop_rate, gym_rate, vec_rate, label):
     """Timing and peak-memory rows of ``sample`` for each N in ``sizes``."""
     rows = []
     for N in sizes:
         tb, tf = best(lambda N=N: sample(mdp, pol, theta, N, rng=0, horizon=T), 3)
+        cpu = best_cpu(lambda N=N: sample(mdp, pol, theta, N, rng=0, horizon=T), 3)
         tracemalloc.start()
         b = sample(mdp, pol, theta, N, rng=0, horizon=T)
         peak = tracemalloc.get_traced_memory()[1]
@@ -82,7 +111,8 @@ def sampling_rows(mdp, pol, theta, T, sizes, loop_rate, gym_rate, label):
         del b
         rate = N * T / tb
         rows.append((label, N, f"{tf:.3f}", f"{tb:.3f}", f"{rate:.3g}", f"{rate / loop_rate:.0f}x",
-                     f"{rate / gym_rate:.0f}x" if gym_rate else "", f"{peak / (N * T):.1f}"))
+                     f"{rate / gym_rate:.0f}x" if gym_rate else "", f"{rate / vec_rate:.0f}x" if vec_rate else "",
+                     f"{peak / (N * T):.1f}", f"{N * T / cpu:.3g}"))
     return rows
 
 
@@ -104,18 +134,26 @@ def main(argv=None):
         n_gym = 20000 if args.quick else 100000
         t_gym, _ = best(lambda: gym_loop(n_gym, 0), 1)
         gym_rate = n_gym / t_gym
+        n_vec = 20480 if args.quick else 102400
+        t_vec, _ = best(lambda: gym_vector_loop(n_vec, 64, 0), 1)
+        vec_rate = n_vec / t_vec
     except ImportError:
-        gym_rate = None
+        gym_rate = vec_rate = None
 
     columns = [("method", 34), ("N", 7), ("first call s", 12), ("best s", 8), ("rate (best)", 12),
-               ("vs loop", 8), ("vs gym", 8), ("peak B/step", 11)]
-    rows = [("python per-episode loop", n_loop, f"{t_loop:.3f}", f"{t_loop:.3f}", f"{loop_rate:.3g}", "1x", "", "")]
+               ("vs loop", 8), ("vs gym", 8), ("vs vec", 8), ("peak B/step", 11),
+               ("rate (CPU)", 10)]
+    rows = [("python per-episode loop", n_loop, f"{t_loop:.3f}", f"{t_loop:.3f}", f"{loop_rate:.3g}", "1x", "", "",
+             "")]
     if gym_rate:
         rows.append(("gymnasium FrozenLake env.step", "", f"{n_gym / gym_rate:.3f}", f"{n_gym / gym_rate:.3f}",
-                     f"{gym_rate:.3g}", f"{gym_rate / loop_rate:.1f}x", "1x", ""))
-    rows += sampling_rows(mdp, pol, theta, T, sizes, loop_rate, gym_rate, "tabularpg.sample (dense P)")
+                     f"{gym_rate:.3g}", f"{gym_rate / loop_rate:.1f}x", "1x", "", ""))
+        rows.append(("gymnasium SyncVectorEnv x64", 64, f"{n_vec / vec_rate:.3f}", f"{n_vec / vec_rate:.3f}",
+                     f"{vec_rate:.3g}", f"{vec_rate / loop_rate:.1f}x", f"{vec_rate / gym_rate:.1f}x", "1x", ""))
+    rows += sampling_rows(mdp, pol, theta, T, sizes, loop_rate, gym_rate, vec_rate, "tabularpg.sample (dense P)")
     sparse_mdp = envs.garnet(100, 4, 5, rng=0, sparse=True)
-    rows += sampling_rows(sparse_mdp, pol, theta, T, sizes[-1:], loop_rate, gym_rate, "tabularpg.sample (CSR P)")
+    rows += sampling_rows(sparse_mdp, pol, theta, T, sizes[-1:], loop_rate, gym_rate, vec_rate,
+                          "tabularpg.sample (CSR P)")
     print_table(f"Garnet(100, 4, 5), T = {T}; rates in transitions per second "
                 "(peak B/step: tracemalloc peak / (N T))", columns, rows)
 

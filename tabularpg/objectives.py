@@ -129,9 +129,9 @@ def entropy_policy_gradient(mdp: MDP, policy: Policy, theta, tau: float) -> np.n
     :func:`tabularpg.exact.policy_gradient`.
     """
     theta = policy.check_theta(theta)
-    pi = policy.probs(theta)
+    logpi = policy.log_probs(theta)   # not log(pi): finite where pi underflows to 0
+    pi = np.exp(logpi)
     ev = entropy_analyze(mdp, pi, tau)
-    logpi = _safe_log(pi)
     if ev.d.ndim == 1:
         W = ev.d[:, None] * pi * (ev.q - tau * logpi)
     else:
@@ -234,24 +234,36 @@ def soft_value_iteration(mdp: MDP, tau: float, *, tol: float = 1e-12, max_iter: 
 class Surrogate:
     """What the surrogates need from :math:`\\pi_{old}`: ``pi_old`` (S, A), ``d_old`` (S,)
     (summed over time), ``adv_old`` (S, A) (occupancy-weighted over time for finite
-    horizons), ``j_old``."""
+    horizons), ``j_old``, and optionally ``log_pi_old`` (S, A), the log-probabilities from
+    which probability ratios are formed (:meth:`at` fills it from ``policy.log_probs``;
+    when None, ``log(pi_old)`` with 0 where ``pi_old`` is 0)."""
 
     pi_old: np.ndarray
     d_old: np.ndarray
     adv_old: np.ndarray
     j_old: float
+    log_pi_old: np.ndarray | None = None
 
     @classmethod
     def at(cls, mdp: MDP, policy: Policy, theta_old) -> Surrogate:
-        pi = policy.probs(theta_old)
-        ev = exact.analyze(mdp, pi)
-        d = ev.d_total
-        if ev.d.ndim == 1:
-            adv = ev.advantage
-        else:  # time-averaged advantage weighted by the occupancy at each time
-            adv = np.divide(np.einsum("ts,tsa->sa", ev.d, ev.advantage), d[:, None],
-                            out=np.zeros_like(pi), where=d[:, None] > 0)
-        return cls(pi_old=pi, d_old=d, adv_old=adv, j_old=float(np.real(ev.j)))
+        logp = policy.log_probs(theta_old)
+        pi = np.exp(logp)
+        return _surrogate_from(exact.analyze(mdp, pi), pi, logp)
+
+    def log_old(self) -> np.ndarray:
+        """``log_pi_old``, or ``log(pi_old)`` (0 where ``pi_old`` is 0) when it was not given."""
+        return _safe_log(self.pi_old) if self.log_pi_old is None else self.log_pi_old
+
+
+def _surrogate_from(ev, pi, logp) -> Surrogate:
+    """The :class:`Surrogate` of an existing evaluation ``ev`` of ``pi`` (log-probabilities ``logp``)."""
+    d = ev.d_total
+    if ev.d.ndim == 1:
+        adv = ev.advantage
+    else:  # time-averaged advantage weighted by the occupancy at each time
+        adv = np.divide(np.einsum("ts,tsa->sa", ev.d, ev.advantage), d[:, None],
+                        out=np.zeros_like(pi), where=d[:, None] > 0)
+    return Surrogate(pi_old=pi, d_old=d, adv_old=adv, j_old=float(np.real(ev.j)), log_pi_old=logp)
 
 
 def surrogate(sur: Surrogate, policy: Policy, theta):
@@ -270,7 +282,7 @@ def surrogate(sur: Surrogate, policy: Policy, theta):
 def expected_kl(sur: Surrogate, policy: Policy, theta):
     r"""``(KL, grad KL)`` with :math:`\bar{KL} = \sum_s d_{old}(s) KL(\pi_{old}\|\pi_\theta)` (nats)."""
     logp = policy.log_probs(theta)
-    kl_s = np.sum(sur.pi_old * (_safe_log(sur.pi_old) - logp), axis=1)
+    kl_s = np.sum(sur.pi_old * np.where(sur.pi_old.real > 0, sur.log_old() - logp, 0.0), axis=1)
     W = -sur.d_old[:, None] * sur.pi_old
     return float(np.real(sur.d_old @ kl_s)), policy.contract_table(theta, W)
 
@@ -298,15 +310,25 @@ def ppo_clip(sur: Surrogate, policy: Policy, theta, *, clip: float = 0.2):
 
     Gradient: :math:`\sum_{s,a} d_{old}\pi_\theta A_{old} 1[\text{unclipped}]\nabla\log\pi_\theta`,
     where a term is clipped when :math:`\rho > 1+\epsilon, A > 0` or :math:`\rho < 1-\epsilon, A < 0`
-    (the subgradient 0 is taken on the boundary)."""
+    (the subgradient 0 is taken on the boundary).
+
+    The ratio is formed from log-probabilities, :math:`\\log\\rho = \\log\\pi_\\theta - \\log\\pi_{old}`,
+    and the value as :math:`\\sum d_{old}\\min(\\pi_\\theta A, \\pi_{old}\\mathrm{clip}(\\rho) A)`
+    (:math:`\\pi_{old}\\rho = \\pi_\\theta`), so probabilities that underflow to 0 (near-deterministic
+    :math:`\\theta_{old}`) give finite terms (0 where the weight is 0), never 0/0.
+    """
     clip = check_float(clip, "clip", low=0.0)
-    pi = policy.probs(theta)
-    rho = pi / sur.pi_old
+    logp = policy.log_probs(theta)
+    pi = np.exp(logp)
+    log_rho = np.real(logp - sur.log_old())
+    hi = np.log1p(clip)
+    lo = np.log1p(-clip) if clip < 1 else -np.inf
     A = sur.adv_old
-    val = np.minimum(rho * A, np.clip(rho, 1 - clip, 1 + clip) * A)
-    active = ~(((rho >= 1 + clip) & (A > 0)) | ((rho <= 1 - clip) & (A < 0)))
+    rho_c = np.clip(np.exp(np.minimum(log_rho, hi)), 1 - clip, 1 + clip)
+    val = np.minimum(pi * A, sur.pi_old * rho_c * A)
+    active = ~(((log_rho >= hi) & (A > 0)) | ((log_rho <= lo) & (A < 0)))
     W = sur.d_old[:, None] * pi * A * active
-    return float(np.sum(sur.d_old[:, None] * sur.pi_old * val)), policy.contract_table(theta, W, pi=pi)
+    return float(np.real(np.sum(sur.d_old[:, None] * val))), policy.contract_table(theta, W, pi=pi)
 
 
 def kl_penalized(sur: Surrogate, policy: Policy, theta, *, beta: float):
@@ -331,7 +353,7 @@ def sample_surrogate_weights(batch, policy: Policy, theta, pi_old, advantages, *
     """
     pi_old = np.asarray(pi_old)
     logp = policy.log_probs(theta)[batch.states, batch.actions]
-    logp_old = _safe_log(pi_old)[batch.states, batch.actions]
+    logp_old = _safe_log(pi_old)[batch.states, batch.actions]  # sampled actions have pi_old > 0
     rho = np.exp(np.where(batch.alive, logp - logp_old, 0.0))
     disc = batch.discounts() if discount else np.ones(batch.width)
     w = disc * rho * advantages

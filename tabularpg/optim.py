@@ -9,6 +9,20 @@ occupancy) and the step sizes.
 Every algorithm takes ``progress``: a callable wrapping the iteration range (for example
 ``tqdm.tqdm``), or None.
 
+Numerical guarantees. Probability ratios and logs are formed from log-probabilities
+(:math:`\rho = \exp(\log\pi - \log\pi_{old})`, ``policy.log_probs``), so near-deterministic
+policies (logits of +-400, probabilities that underflow to 0) never give 0/0 or
+``log(0)``. Every iterate is evaluated exactly once; the evaluation is refused when it is
+not finite, when the occupancy ``d`` has a negative entry, or when the two exact values
+:math:`\mu^\top V` and :math:`d^\top r_\pi` disagree by more than
+:data:`J_CONSISTENCY_RTOL` (relative) -- the signature of an ill-conditioned
+:math:`I - \gamma P_\pi`, e.g. ``gamma = 1`` and a policy that almost never terminates. A run
+whose ``theta``, ``J`` or KL becomes non-finite, or whose exact evaluation is refused
+(including by the exact solvers' own ``ImproperPolicyError`` / ``NumericalError``), stops
+with :class:`~tabularpg.NumericalError` naming the algorithm, the iteration and the step
+size (attributes ``algorithm``, ``iteration``, ``step_size``); no RuntimeWarning is emitted
+on the way.
+
 Step-size conventions (our occupancy ``d`` is unnormalized, so the natural gradient of
 tabular softmax is the advantage itself):
 
@@ -21,12 +35,18 @@ tabular softmax is the advantage itself):
 """
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg as sla
 
 from . import exact, objectives
 from ._validation import (
+    ArgumentTypeError,
+    NumericalError,
+    TabularPGError,
     ValidationError,
     as_rng,
     check_float,
@@ -57,9 +77,19 @@ __all__ = [
 
 @dataclass(frozen=True)
 class OptimResult:
-    """Final ``theta``; ``j`` (n_iter + 1,) exact objective ``J`` of every iterate (with
+    r"""Final ``theta``; ``j`` (n_iter + 1,) exact objective ``J`` of every iterate (with
     entropy regularization the regularized ``J_tau`` is in ``extra["j_tau"]``); ``kl`` (n_iter,) exact expected KL(old || new) of every
-    step; ``step`` (n_iter,) step sizes; ``extra`` a dict of algorithm-specific histories."""
+    step; ``step`` (n_iter,) step sizes; ``extra`` a dict of algorithm-specific histories.
+
+    ``kl`` is :math:`\sum_s d_{old}(s)\sum_a \pi_{old}(a|s)(\log\pi_{old}(a|s) - \log\pi_{new}(a|s))`
+    from log-probabilities (``policy.log_probs``), reported as ``max(KL, 0)``: the sum is
+    non-negative in exact arithmetic, but each log-softmax carries an absolute rounding
+    error of about machine epsilon, so a KL within
+    :math:`4(A+2)\,\epsilon \sum_s |d_{old}(s)| \sum_a \pi_{old}(|\log\pi_{old}| + |\log\pi_{new}| + 2)`
+    of zero can come out slightly negative (e.g. -1e-32 for a step that does not move the
+    policy). A value below minus that bound cannot be rounding and raises
+    :class:`~tabularpg.NumericalError` instead.
+    """
 
     theta: np.ndarray
     j: np.ndarray
@@ -72,37 +102,163 @@ class OptimResult:
         return self.kl.size
 
 
-def _objective(mdp, policy, theta, tau=0.0):
-    pi = policy.probs(theta)
-    if tau:
-        return float(np.real(objectives.entropy_objective(mdp, pi, tau)))
-    return float(np.real(exact.objective(mdp, pi)))
+#: Relative disagreement allowed between the two exact values of ``J`` computed from one
+#: evaluation, :math:`\mu^\top V` and :math:`d^\top r_\pi` (equal in exact arithmetic).
+J_CONSISTENCY_RTOL = 1e-6
+
+
+def _check_evaluation(ev, mdp, pi, reward):
+    r"""Why ``ev`` (from :func:`tabularpg.exact.analyze`) cannot be trusted, or None.
+
+    In exact arithmetic ``d >= 0`` and :math:`\mu^\top V = d^\top r_\pi` (both sides come
+    from the same factorization, by a forward and a transposed solve). A near-singular
+    :math:`I - \gamma P_\pi` (e.g. ``gamma = 1`` and a policy that almost never
+    terminates) breaks one of them long before it produces a non-finite number.
+    """
+    v, d = ev.v, ev.d
+    if not (np.all(np.isfinite(v)) and np.all(np.isfinite(d)) and np.all(np.isfinite(ev.q))):
+        return "V, Q or d is not finite"
+    scale_d = float(np.max(np.abs(d), initial=0.0))
+    if np.min(d, initial=0.0) < -J_CONSISTENCY_RTOL * scale_d:
+        return f"the occupancy d has a negative entry ({float(np.min(d)):.3g}; max |d| = {scale_d:.3g})"
+    r_pi = np.sum(pi * reward, axis=1) * mdp.nonterminal
+    j_dual = float(np.sum(d @ r_pi))
+    j = float(np.real(ev.j))
+    scale = float(np.sum(np.abs(d) @ np.abs(r_pi))) + float(mdp.mu @ np.abs(v if v.ndim == 1 else v[0]))
+    if abs(j - j_dual) > J_CONSISTENCY_RTOL * scale:
+        return (f"mu^T V = {j:.6g} and d^T r_pi = {j_dual:.6g} disagree beyond the relative tolerance "
+                f"{J_CONSISTENCY_RTOL:g} (ill-conditioned I - gamma P_pi)")
+    return None
+
+
+def _log_ratio_kl(pi_old, logp_old, logp_new):
+    """Per-state ``sum_a pi_old (log pi_old - log pi_new)`` and its rounding bound, (S,) each."""
+    pos = pi_old > 0
+    diff = np.where(pos, logp_old - np.where(pos, logp_new, 0.0), 0.0)
+    kl_s = np.sum(pi_old * diff, axis=1)
+    # log-softmax outputs carry an absolute error of about eps (the log of the normalizer)
+    mag = np.sum(pi_old * np.where(pos, np.abs(logp_old) + np.abs(logp_new) + 2.0, 0.0), axis=1)
+    bound = 4 * (pi_old.shape[1] + 2) * np.finfo(float).eps * mag
+    return kl_s, bound
 
 
 def _kl(mdp, policy, theta_old, theta_new, d_old=None):
-    pi_old, logp_new = policy.probs(theta_old), policy.log_probs(theta_new)
+    r"""Exact :math:`\sum_s d_{old}(s) KL(\pi_{old}(\cdot|s)\|\pi_{new}(\cdot|s))`, clamped at 0
+    (see :class:`OptimResult` for the rounding)."""
+    logp_old, logp_new = policy.log_probs(theta_old), policy.log_probs(theta_new)
+    pi_old = np.exp(logp_old)
     if d_old is None:
         d_old = exact.analyze(mdp, pi_old).d_total
-    kl_s = np.sum(pi_old * (np.log(np.where(pi_old > 0, pi_old, 1.0)) - logp_new), axis=1)
-    return float(d_old @ kl_s)
+    kl_s, _ = _log_ratio_kl(pi_old, logp_old, logp_new)
+    return max(float(d_old @ kl_s), 0.0)
 
 
-class _History:
-    def __init__(self, mdp, policy, theta, tau=0.0):
-        self.mdp, self.policy, self.tau = mdp, policy, tau
-        self.j = [_objective(mdp, policy, theta)]
+def _update(theta, step, direction):
+    """``theta + step * direction`` without overflow warnings (the caller checks finiteness)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return theta + step * np.real(direction)
+
+
+class _Run:
+    """One optimizer run: the exact history of every iterate and the numerical guards.
+
+    Every iterate is evaluated once (:func:`tabularpg.exact.analyze`, or the soft
+    evaluation with ``tau > 0``), checked by :func:`_check_evaluation`, and the evaluation
+    is reused for the next step's KL (and by algorithms that need ``V``, ``Q`` or ``d``
+    of the current iterate). Any failure (non-finite ``theta``, ``J`` or KL, a refused or
+    untrustworthy exact evaluation) raises :class:`NumericalError` naming the algorithm,
+    the iteration and the step size.
+    """
+
+    def __init__(self, algorithm, mdp, policy, theta, *, step_name, step_value, tau=0.0):
+        self.algorithm, self.mdp, self.policy, self.tau = algorithm, mdp, policy, tau
+        self.step_name, self.step_value = step_name, step_value
+        self.k = 0
         self.kl, self.step = [], []
-        self.extra = {"j_tau": [_objective(mdp, policy, theta, tau)]} if tau else {}
+        self.extra = {"j_tau": []} if tau else {}
+        self.j = []
+        with self.guard():
+            self._accept(theta)
 
-    def record(self, theta_old, theta_new, step, d_old=None):
-        self.kl.append(_kl(self.mdp, self.policy, theta_old, theta_new, d_old))
-        self.j.append(_objective(self.mdp, self.policy, theta_new))
-        if self.tau:
-            self.extra["j_tau"].append(_objective(self.mdp, self.policy, theta_new, self.tau))
+    # ------------------------------------------------------------ failures
+    def error(self, why):
+        where = "at the start (theta0)" if self.k == 0 else f"at iteration {self.k}"
+        err = NumericalError(f"{self.algorithm}: {where} with {self.step_name} = {self.step_value:g}: {why}; "
+                             "the run stops here (a smaller step size, or gamma < 1 / a horizon for "
+                             "nearly improper policies, may help)")
+        err.algorithm, err.iteration, err.step_size = self.algorithm, self.k, self.step_value
+        return err
+
+    @contextmanager
+    def guard(self):
+        """Turn a refused evaluation (any library error other than a bad argument: the exact
+        solvers' ImproperPolicyError / NumericalError / ConvergenceError, the sampler's cap)
+        or a singular-matrix warning into :meth:`error`."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", sla.LinAlgWarning)
+                yield
+        except (ValidationError, ArgumentTypeError):
+            raise                                   # a bad argument, not a numerical failure
+        except TabularPGError as exc:               # ImproperPolicyError, NumericalError, ConvergenceError, ...
+            if getattr(exc, "algorithm", None) is not None:
+                raise                               # already names the run
+            raise self.error(f"refused by {type(exc).__name__}: {exc}") from exc
+        except sla.LinAlgWarning as exc:
+            raise self.error(f"singular linear system in the exact evaluation ({exc})") from exc
+
+    def check_theta(self, theta, what):
+        """``theta`` if finite, else :meth:`error` naming ``what`` (e.g. a PPO epoch)."""
+        if not np.all(np.isfinite(theta)):
+            raise self.error(f"theta has {int(np.sum(~np.isfinite(theta)))} non-finite entries after {what}")
+        return theta
+
+    def iterations(self, n_iter, progress):
+        """``range(n_iter)`` (wrapped by ``progress``); tracks the iteration for messages."""
+        for k in _steps(n_iter, progress):
+            self.k = k + 1
+            yield k
+
+    # ------------------------------------------------------------ evaluation
+    def _accept(self, theta):
+        if not np.all(np.isfinite(theta)):
+            raise self.error(f"theta has {int(np.sum(~np.isfinite(theta)))} non-finite entries")
+        logp = self.policy.log_probs(theta)
+        pi = np.exp(logp)
+        mdp, tau = self.mdp, self.tau
+        if tau:
+            ev = objectives.entropy_analyze(mdp, pi, tau)
+            reward = mdp.r_sa - tau * objectives._safe_log(pi)
+        else:
+            ev = exact.analyze(mdp, pi)
+            reward = mdp.r_sa
+        why = _check_evaluation(ev, mdp, pi, reward)
+        if why is not None:
+            raise self.error(f"the exact evaluation is untrustworthy: {why}")
+        r_pi = np.sum(pi * mdp.r_sa, axis=1) * mdp.nonterminal
+        j = float(np.real(ev.j)) if not tau else float(np.sum(ev.d @ r_pi))
+        if not np.isfinite(j):
+            raise self.error(f"J = {j}")
+        self.theta, self.logp, self.pi, self.ev = theta, logp, pi, ev
+        self.j.append(j)
+        if tau:
+            self.extra["j_tau"].append(float(np.real(ev.j)))
+
+    def record(self, theta_new, step):
+        """Evaluate ``theta_new``, append its ``J``, the exact KL of the step and ``step``."""
+        logp_old, pi_old, d_old = self.logp, self.pi, self.ev.d_total
+        self._accept(np.asarray(theta_new, dtype=float))
+        kl_s, bound = _log_ratio_kl(pi_old, logp_old, self.logp)
+        kl, tol = float(d_old @ kl_s), float(np.abs(d_old) @ bound)
+        if not np.isfinite(kl):
+            raise self.error(f"KL(old || new) = {kl}")
+        if kl < -tol:
+            raise self.error(f"KL(old || new) = {kl:.3g} is negative beyond its rounding bound {tol:.3g}")
+        self.kl.append(max(kl, 0.0))
         self.step.append(step)
 
-    def result(self, theta):
-        return OptimResult(theta=theta, j=np.array(self.j), kl=np.array(self.kl), step=np.array(self.step),
+    def result(self):
+        return OptimResult(theta=self.theta, j=np.array(self.j), kl=np.array(self.kl), step=np.array(self.step),
                            extra={k: np.array(v) for k, v in self.extra.items()})
 
 
@@ -140,18 +296,26 @@ def policy_gradient_ascent(mdp: MDP, policy: Policy, theta0, *, step_size: float
         raise ValidationError(f"`tau` > 0 needs the exact gradient (estimator=None); the estimators "
                               f"estimate the unregularized gradient; got tau={tau}, estimator={estimator!r}")
     rng = as_rng(rng)
-    hist = _History(mdp, policy, theta, tau)
-    for _ in _steps(n_iter, progress):
-        if estimator is None:
-            g = (objectives.entropy_policy_gradient(mdp, policy, theta, tau) if tau
-                 else exact.policy_gradient(mdp, policy, theta))
-        else:
-            batch = sample(mdp, policy, theta, n_episodes, rng=rng, horizon=horizon)
-            g = estimate(batch, policy, theta, estimator, **estimator_options).mean
-        new = theta + step_size * np.real(g)
-        hist.record(theta, new, step_size)
-        theta = new
-    return hist.result(theta)
+    run = _Run("policy_gradient_ascent", mdp, policy, theta, step_name="step_size", step_value=step_size, tau=tau)
+    with run.guard():
+        for _ in run.iterations(n_iter, progress):
+            theta = run.theta
+            if estimator is None:
+                g = _exact_gradient(run)
+            else:
+                batch = sample(mdp, policy, theta, n_episodes, rng=rng, horizon=horizon)
+                g = estimate(batch, policy, theta, estimator, **estimator_options).mean
+            run.record(_update(theta, step_size, g), step_size)
+    return run.result()
+
+
+def _exact_gradient(run):
+    r""":math:`\nabla J` (or :math:`\nabla J_\tau`) of the run's current iterate from its evaluation:
+    the contraction of :math:`W = d\,\pi\,(Q - \tau\log\pi)` (log-probabilities, never ``log(pi)``)."""
+    ev, pi = run.ev, run.pi
+    q = ev.q - run.tau * run.logp if run.tau else ev.q
+    W = ev.d[:, None] * pi * q if ev.d.ndim == 1 else np.einsum("ts,sa,tsa->sa", ev.d, pi, q)
+    return run.policy.contract_table(run.theta, W, pi=pi)
 
 
 def natural_policy_gradient(mdp: MDP, policy: Policy, theta0, *, step_size: float, n_iter: int,
@@ -185,36 +349,38 @@ def natural_policy_gradient(mdp: MDP, policy: Policy, theta0, *, step_size: floa
     closed = isinstance(policy, TabularSoftmax) if closed_form is None else bool(closed_form)
     if closed and not isinstance(policy, TabularSoftmax):
         raise ValidationError("`closed_form`=True needs a TabularSoftmax policy")
-    hist = _History(mdp, policy, theta, tau)
-    for _ in _steps(n_iter, progress):
-        pi = policy.probs(theta)
-        if tau:
-            ev = objectives.entropy_analyze(mdp, pi, tau)
-        else:
-            ev = exact.analyze(mdp, pi)
-        if closed:
-            if ev.q.ndim == 3:
-                raise ValidationError("the closed-form NPG is for infinite-horizon MDPs; pass closed_form=False")
-            direction = ev.q - tau * np.log(pi) if tau else ev.advantage
-            direction = direction - direction.mean(axis=1, keepdims=True)
-        else:
-            if not tau:
-                direction = exact.natural_gradient(mdp, policy, theta, damping=damping)
+    if closed and mdp.horizon is not None:
+        raise ValidationError("the closed-form NPG is for infinite-horizon MDPs; pass closed_form=False")
+    run = _Run("natural_policy_gradient", mdp, policy, theta, step_name="step_size", step_value=step_size, tau=tau)
+    with run.guard():
+        for _ in run.iterations(n_iter, progress):
+            theta, ev = run.theta, run.ev
+            if closed:
+                # Q_tau - tau log pi with log-probabilities: finite for underflowed pi
+                direction = ev.q - tau * run.logp if tau else ev.advantage
+                direction = direction - direction.mean(axis=1, keepdims=True)
             else:
-                g = objectives.entropy_policy_gradient(mdp, policy, theta, tau).ravel()
-                F = exact.fisher(mdp, policy, theta)
+                g = _exact_gradient(run).ravel()
+                F = exact.fisher_vector_product(mdp, policy, theta, np.eye(policy.n_params).reshape(
+                    (policy.n_params,) + policy.theta_shape), d=ev.d_total).reshape(policy.n_params, -1)
+                F = 0.5 * (F + F.T)
                 if damping:
-                    F = F + damping * np.eye(F.shape[0])
-                direction = np.linalg.lstsq(F, g, rcond=1e-12)[0].reshape(policy.theta_shape)
-        new = theta + step_size * direction
-        hist.record(theta, new, step_size, d_old=ev.d_total)
-        theta = new
-    return hist.result(theta)
+                    direction = sla.solve(F + damping * np.eye(F.shape[0]), g, assume_a="pos")
+                else:
+                    direction = sla.lstsq(F, g, cond=1e-12)[0]
+                direction = direction.reshape(policy.theta_shape)
+            run.record(_update(theta, step_size, direction), step_size)
+    return run.result()
 
 
 def conjugate_gradient(matvec, b, *, n_iter: int = 20, tol: float = 1e-10):
     r"""Solve :math:`Fx = b` for symmetric positive semi-definite ``F`` given only
-    ``matvec(v) = F v`` (Hestenes and Stiefel 1952), starting from 0."""
+    ``matvec(v) = F v`` (Hestenes and Stiefel 1952), starting from 0.
+
+    Stops after ``n_iter`` iterations, when the residual norm is at most ``tol``, or at a
+    direction of zero curvature (:math:`p^\top F p \le 0`, e.g. the Fisher matrix of a
+    deterministic policy), returning the iterate reached so far.
+    """
     x = np.zeros_like(b)
     r = b.copy()
     p = r.copy()
@@ -223,7 +389,10 @@ def conjugate_gradient(matvec, b, *, n_iter: int = 20, tol: float = 1e-10):
         if rr <= tol * tol:
             break
         Fp = matvec(p)
-        alpha = rr / float(np.vdot(p, Fp))
+        pFp = float(np.real(np.vdot(p, Fp)))
+        if not pFp > 0:
+            break
+        alpha = rr / pFp
         x = x + alpha * p
         r = r - alpha * Fp
         rr_new = float(np.vdot(r, r))
@@ -260,48 +429,61 @@ def trpo(mdp: MDP, policy: Policy, theta0, *, delta: float = 0.01, n_iter: int, 
     max_backtracks = check_int(max_backtracks, "max_backtracks", minimum=1)
     cg_iters = check_int(cg_iters, "cg_iters", minimum=1)
     rng = as_rng(rng)
-    hist = _History(mdp, policy, theta)
-    hist.extra["kl_used"] = []
-    for _ in _steps(n_iter, progress):
-        if estimator is None:
-            sur = objectives.Surrogate.at(mdp, policy, theta)
-            g = objectives.surrogate(sur, policy, theta)[1]
-        else:
-            batch = sample(mdp, policy, theta, n_episodes, rng=rng, horizon=horizon)
-            g = estimate(batch, policy, theta, estimator, **estimator_options).mean
-            pi_old = policy.probs(theta)
-            sur = objectives.Surrogate(pi_old=pi_old, d_old=_empirical_occupancy(batch, mdp.n_states),
-                                       adv_old=np.zeros_like(pi_old), j_old=np.nan)
-            adv_hat = _advantages_from_batch(batch, mdp.n_states)
-            e, t = np.nonzero(batch.alive)
-            s_, a_ = batch.states[e, t], batch.actions[e, t]
-            da = batch.discounts()[t] * adv_hat[e, t] / batch.n_episodes
-            logp_old = policy.log_probs(theta)[s_, a_]
-        def fvp(v, sur=sur, theta=theta):
-            return objectives.kl_hvp(sur, policy, theta, v.reshape(policy.theta_shape)).ravel()
-        x = conjugate_gradient(fvp, g.ravel(), n_iter=cg_iters)
-        xFx = float(x @ fvp(x))
-        new, kl_used, frac = theta, 0.0, 0.0
-        if xFx > 0:
-            full = np.sqrt(2 * delta / xFx) * x.reshape(policy.theta_shape)
-            frac = 1.0
-            for _ in range(max_backtracks):
-                cand = theta + frac * full
-                kl = objectives.expected_kl(sur, policy, cand)[0]
-                if estimator is None:
-                    improves = objectives.surrogate(sur, policy, cand)[0] > 0
-                else:
-                    improves = float(da @ np.expm1(policy.log_probs(cand)[s_, a_] - logp_old)) > 0
-                if kl <= delta and improves:
-                    new, kl_used = cand, kl
-                    break
+    run = _Run("trpo", mdp, policy, theta, step_name="delta", step_value=delta)
+    run.extra["kl_used"] = []
+    with run.guard():
+        for _ in run.iterations(n_iter, progress):
+            run.record(*_trpo_step(run, delta, cg_iters, backtrack, max_backtracks, estimator, n_episodes,
+                                   horizon, rng, estimator_options))
+    return run.result()
+
+
+def _trpo_step(run, delta, cg_iters, backtrack, max_backtracks, estimator, n_episodes, horizon, rng,
+               estimator_options):
+    """One TRPO iteration from ``run.theta``: returns ``(theta_new, step fraction)``."""
+    mdp, policy, theta = run.mdp, run.policy, run.theta
+    if estimator is None:
+        sur = objectives._surrogate_from(run.ev, run.pi, run.logp)
+        g = objectives.surrogate(sur, policy, theta)[1]
+    else:
+        batch = sample(mdp, policy, theta, n_episodes, rng=rng, horizon=horizon)
+        g = estimate(batch, policy, theta, estimator, **estimator_options).mean
+        pi_old = policy.probs(theta)
+        sur = objectives.Surrogate(pi_old=pi_old, d_old=_empirical_occupancy(batch, mdp.n_states),
+                                   adv_old=np.zeros_like(pi_old), j_old=np.nan)
+        adv_hat = _advantages_from_batch(batch, mdp.n_states)
+        e, t = np.nonzero(batch.alive)
+        s_, a_ = batch.states[e, t], batch.actions[e, t]
+        da = batch.discounts()[t] * adv_hat[e, t] / batch.n_episodes
+        logp_old = policy.log_probs(theta)[s_, a_]
+
+    def fvp(v, sur=sur, theta=theta):
+        return objectives.kl_hvp(sur, policy, theta, v.reshape(policy.theta_shape)).ravel()
+    x = conjugate_gradient(fvp, g.ravel(), n_iter=cg_iters)
+    xFx = float(x @ fvp(x))
+    new, kl_used, frac = theta, 0.0, 0.0
+    if xFx > 0:
+        with np.errstate(over="ignore"):
+            full = np.sqrt(2 * np.float64(delta) / xFx) * x.reshape(policy.theta_shape)
+        frac = 1.0
+        for _ in range(max_backtracks):
+            cand = _update(theta, frac, full)
+            if not np.all(np.isfinite(cand)):  # an overflowing candidate is rejected like any other
                 frac *= backtrack
+                continue
+            kl = objectives.expected_kl(sur, policy, cand)[0]
+            if estimator is None:
+                improves = objectives.surrogate(sur, policy, cand)[0] > 0
             else:
-                frac = 0.0
-        hist.extra["kl_used"].append(kl_used)
-        hist.record(theta, new, frac)
-        theta = new
-    return hist.result(theta)
+                improves = float(da @ np.expm1(policy.log_probs(cand)[s_, a_] - logp_old)) > 0
+            if kl <= delta and improves:
+                new, kl_used = cand, kl
+                break
+            frac *= backtrack
+        else:
+            frac = 0.0
+    run.extra["kl_used"].append(kl_used)
+    return new, frac
 
 
 def _advantages_from_batch(batch, n_states, critic=None):
@@ -342,44 +524,53 @@ def ppo(mdp: MDP, policy: Policy, theta0, *, n_iter: int, epochs: int = 10, lr: 
     kl_target = _positive(kl_target, "kl_target")
     rng = as_rng(rng)
     beta = _positive(beta0, "beta0")
-    hist = _History(mdp, policy, theta)
-    hist.extra["beta"] = []
-    for _ in _steps(n_iter, progress):
-        old = theta.copy()
-        pi_old = policy.probs(old)
-        if n_episodes is None:
-            sur = objectives.Surrogate.at(mdp, policy, old)
-            d_old = sur.d_old
-            for _ in range(epochs):
-                if adaptive_kl:
-                    g = objectives.kl_penalized(sur, policy, theta, beta=beta)[1]
-                else:
-                    g = objectives.ppo_clip(sur, policy, theta, clip=clip)[1]
-                theta = theta + lr * np.real(g)
-            kl = objectives.expected_kl(sur, policy, theta)[0]
-        else:
-            batch = sample(mdp, policy, old, n_episodes, rng=rng, horizon=horizon)
-            adv = _advantages_from_batch(batch, mdp.n_states)
-            d_old = _empirical_occupancy(batch, mdp.n_states)
-            e, t = np.nonzero(batch.alive)
-            s, a = batch.states[e, t], batch.actions[e, t]
-            for _ in range(epochs):
-                w = objectives.sample_surrogate_weights(batch, policy, theta, pi_old, adv,
-                                                        clip=None if adaptive_kl else clip)
-                g = policy.contract(theta, s, w[e, t], a) / batch.n_episodes
-                if adaptive_kl:
-                    wk = objectives.sample_kl_weights(batch, pi_old)
-                    g = g - beta * policy.contract(theta, s, wk[e, t]) / batch.n_episodes
-                theta = theta + lr * g
-            kl = _kl(mdp, policy, old, theta, d_old)
-        if adaptive_kl:
-            if kl > 1.5 * kl_target:
-                beta *= 2.0
-            elif kl < kl_target / 1.5:
-                beta /= 2.0
-        hist.extra["beta"].append(beta)
-        hist.record(old, theta, lr)
-    return hist.result(theta)
+    run = _Run("ppo", mdp, policy, theta, step_name="lr", step_value=lr)
+    run.extra["beta"] = []
+    with run.guard():
+        for _ in run.iterations(n_iter, progress):
+            theta, beta = _ppo_step(run, beta, epochs, lr, clip, adaptive_kl, kl_target, n_episodes, horizon, rng)
+            if not 0.0 < beta < np.inf:
+                raise run.error(f"the KL penalty beta left (0, inf) (beta = {beta})")
+            run.extra["beta"].append(beta)
+            run.record(theta, lr)
+    return run.result()
+
+
+def _ppo_step(run, beta, epochs, lr, clip, adaptive_kl, kl_target, n_episodes, horizon, rng):
+    """One PPO iteration (``epochs`` steps) from ``run.theta``: returns ``(theta_new, beta)``."""
+    mdp, policy = run.mdp, run.policy
+    old = theta = run.theta
+    pi_old = run.pi
+    if n_episodes is None:
+        sur = objectives._surrogate_from(run.ev, run.pi, run.logp)
+        for epoch in range(epochs):
+            if adaptive_kl:
+                g = objectives.kl_penalized(sur, policy, theta, beta=beta)[1]
+            else:
+                g = objectives.ppo_clip(sur, policy, theta, clip=clip)[1]
+            theta = run.check_theta(_update(theta, lr, g), f"epoch {epoch + 1}")
+        kl = objectives.expected_kl(sur, policy, theta)[0]
+    else:
+        batch = sample(mdp, policy, old, n_episodes, rng=rng, horizon=horizon)
+        adv = _advantages_from_batch(batch, mdp.n_states)
+        d_old = _empirical_occupancy(batch, mdp.n_states)
+        e, t = np.nonzero(batch.alive)
+        s, a = batch.states[e, t], batch.actions[e, t]
+        for epoch in range(epochs):
+            w = objectives.sample_surrogate_weights(batch, policy, theta, pi_old, adv,
+                                                    clip=None if adaptive_kl else clip)
+            g = policy.contract(theta, s, w[e, t], a) / batch.n_episodes
+            if adaptive_kl:
+                wk = objectives.sample_kl_weights(batch, pi_old)
+                g = g - beta * policy.contract(theta, s, wk[e, t]) / batch.n_episodes
+            theta = run.check_theta(_update(theta, lr, g), f"epoch {epoch + 1}")
+        kl = _kl(mdp, policy, old, theta, d_old)
+    if adaptive_kl:
+        if kl > 1.5 * kl_target:
+            beta *= 2.0
+        elif kl < kl_target / 1.5:
+            beta /= 2.0
+    return theta, beta
 
 
 def rloo(mdp: MDP, policy: Policy, theta0, *, k: int = 4, n_iter: int, step_size: float, horizon=None,
@@ -395,16 +586,16 @@ def rloo(mdp: MDP, policy: Policy, theta0, *, k: int = 4, n_iter: int, step_size
     step_size = check_float(step_size, "step_size", low=0.0)
     rng = as_rng(rng)
     starts = np.flatnonzero(mdp.mu > 0)
-    hist = _History(mdp, policy, theta)
-    for _ in _steps(n_iter, progress):
-        g = np.zeros(policy.theta_shape)
-        for s0 in starts:
-            batch = sample(mdp, policy, theta, k, rng=rng, horizon=horizon, start=int(s0))
-            g += mdp.mu[s0] * estimate(batch, policy, theta, "reinforce", baseline="leave_one_out").mean
-        new = theta + step_size * g
-        hist.record(theta, new, step_size)
-        theta = new
-    return hist.result(theta)
+    run = _Run("rloo", mdp, policy, theta, step_name="step_size", step_value=step_size)
+    with run.guard():
+        for _ in run.iterations(n_iter, progress):
+            theta = run.theta
+            g = np.zeros(policy.theta_shape)
+            for s0 in starts:
+                batch = sample(mdp, policy, theta, k, rng=rng, horizon=horizon, start=int(s0))
+                g += mdp.mu[s0] * estimate(batch, policy, theta, "reinforce", baseline="leave_one_out").mean
+            run.record(_update(theta, step_size, g), step_size)
+    return run.result()
 
 
 def actor_critic(mdp: MDP, policy: Policy, theta0, *, n_iter: int, step_size: float, n_episodes: int = 50,
@@ -416,18 +607,18 @@ def actor_critic(mdp: MDP, policy: Policy, theta0, *, n_iter: int, step_size: fl
     step_size = check_float(step_size, "step_size", low=0.0)
     rng = as_rng(rng)
     v = np.zeros(mdp.n_states)
-    hist = _History(mdp, policy, theta)
-    hist.extra["critic_error"] = []
-    for _ in _steps(n_iter, progress):
-        batch = sample(mdp, policy, theta, n_episodes, rng=rng, horizon=horizon)
-        v = fit_value_td0(batch, mdp.n_states, alpha=critic_lr, n_sweeps=critic_sweeps, v0=v)
-        g = estimate(batch, policy, theta, "td_residual", critic=v).mean
-        v_true = exact.analyze(mdp, policy.probs(theta), occupancy=False).v
-        hist.extra["critic_error"].append(float(np.max(np.abs(v - (v_true if v_true.ndim == 1 else v_true[0])))))
-        new = theta + step_size * g
-        hist.record(theta, new, step_size)
-        theta = new
-    return hist.result(theta)
+    run = _Run("actor_critic", mdp, policy, theta, step_name="step_size", step_value=step_size)
+    run.extra["critic_error"] = []
+    with run.guard():
+        for _ in run.iterations(n_iter, progress):
+            theta = run.theta
+            batch = sample(mdp, policy, theta, n_episodes, rng=rng, horizon=horizon)
+            v = fit_value_td0(batch, mdp.n_states, alpha=critic_lr, n_sweeps=critic_sweeps, v0=v)
+            g = estimate(batch, policy, theta, "td_residual", critic=v).mean
+            v_true = run.ev.v if run.ev.v.ndim == 1 else run.ev.v[0]
+            run.extra["critic_error"].append(float(np.max(np.abs(v - v_true))))
+            run.record(_update(theta, step_size, g), step_size)
+    return run.result()
 
 
 # ----------------------------------------------------------------------------- DPO
@@ -548,13 +739,25 @@ def dpo(policy: Policy, theta0, pi_ref, *, beta: float, n_iter: int, lr: float, 
         return (dpo_loss(policy, th, pi_ref, prefs, beta=beta) if prefs is not None
                 else dpo_population_loss(policy, th, pi_ref, reward, mu, beta=beta))
 
+    def fail(k, why):
+        err = NumericalError(f"dpo: at iteration {k} with lr = {lr:g}: {why}; the run stops here")
+        err.algorithm, err.iteration, err.step_size = "dpo", k, lr
+        return err
+
     losses, steps, kls = [loss(theta)[0]], [], []
-    for _ in _steps(n_iter, progress):
+    if not np.isfinite(losses[0]):
+        raise fail(0, f"loss = {losses[0]}")
+    for k in _steps(n_iter, progress):
         _, g = loss(theta)
-        new = theta - lr * g
-        p_old, lp_new = policy.probs(theta), policy.log_probs(new)
-        kls.append(float(np.sum(p_old * (np.log(p_old) - lp_new)) / p_old.shape[0]))
+        new = _update(theta, -lr, g)
+        if not np.all(np.isfinite(new)):
+            raise fail(k + 1, f"theta has {int(np.sum(~np.isfinite(new)))} non-finite entries")
+        lp_old, lp_new = policy.log_probs(theta), policy.log_probs(new)
+        kl_s, _ = _log_ratio_kl(np.exp(lp_old), lp_old, lp_new)
+        kls.append(max(float(np.mean(kl_s)), 0.0))
         theta = new
         losses.append(loss(theta)[0])
+        if not np.isfinite(losses[-1]):
+            raise fail(k + 1, f"loss = {losses[-1]}")
         steps.append(lr)
     return OptimResult(theta=theta, j=np.array(losses), kl=np.array(kls), step=np.array(steps), extra={})

@@ -1,14 +1,33 @@
 r"""Vectorized trajectory sampling.
 
 :func:`sample` rolls out ``N`` episodes at once: a Python loop over time steps only,
-each step drawing ``N`` actions and ``N`` next states in O(1) per draw with Walker's
-alias method (Walker 1977; Vose 1991). Alias tables are built once per call, for the
-policy (S rows of A) and for the transitions ((S*A) rows over each row's non-zero
-successors, dense and sparse ``P`` alike).
+each step drawing the ``N`` pairs :math:`(a_t, s_{t+1})` in O(1) per draw with Walker's
+alias method (Walker 1977; Vose 1991; :mod:`tabularpg._alias`). One alias table is built
+per call for the joint law :math:`\pi(a|s)P(s'|s,a)`: row ``s`` over the ``A*K`` pairs of
+an action and one of its ``K`` (padded) non-zero successors, dense and sparse ``P``
+alike, so its size is that of ``P``'s non-zeros. Each transition uses **one** uniform
+``u``: ``u * A*K`` gives the column (integer part) and the coin (fractional part). The
+cell also carries the reward (and :math:`\log b(a|s)` for a behavior policy), so a step
+is one uniform and five table look-ups (threshold, alias, action, next state, reward),
+written straight into time-major buffers.
+
+The pieces, each readable alone: :func:`_resolve_horizon` (horizon schemes),
+:func:`_action_law` (policy or behavior), :func:`_step_table` (fused alias table),
+:class:`_Drawer` (the draw, preallocated buffers), :func:`_rollout` (time loop, terminal
+states, growing buffers), :func:`_assemble` (the :class:`Batch`).
+
+Random stream: for a given seed, ``N`` uniforms for the start states (unless ``start``
+is given), then (geometric scheme) the ``T'`` and ``T''`` draws, then one uniform per
+alive episode and step, in episode order. Same seed, same batch; the stream changed after
+version 0.1.0 (which drew two uniforms per transition), so batches differ from
+those of 0.1.0.
 
 Horizons:
 
 * finite-horizon MDP: ``T = H`` (a smaller ``horizon`` truncates);
+* infinite-horizon MDP with terminal states, ``horizon=None``: every episode runs until
+  it enters a terminal state (no truncation, ``Batch.horizon`` is None), up to the cap
+  below;
 * infinite-horizon MDP: an explicit truncation ``horizon=T`` (episodes still end at
   terminal states), or ``horizon="geometric"``: the random-horizon scheme of Zhang,
   Koppel, Zhu and Basar (2020), "Global convergence of policy gradient methods to
@@ -18,6 +37,21 @@ Horizons:
   ``split = T'``. Then :math:`\Pr(s_{T'} = s, \text{alive}) = (1-\gamma)\, d(s)` with our
   unnormalized ``d``, and :math:`\sum_{k \ge 0} \gamma^{k/2} r_{T'+k}` is an unbiased
   estimate of :math:`Q(s_{T'}, a_{T'})`.
+
+``Batch.horizon`` records the truncation the batch was drawn with, so
+``tabularpg.estimators.expected(..., horizon=batch.horizon)`` is the exact expectation of
+an estimator on that very batch (``None``: untruncated -- the MDP's own horizon, or
+episodes run to termination, or the geometric scheme).
+
+Cap on undetermined lengths. When the width of a batch is decided by termination rather
+than by a horizon fixed in advance (``horizon=None`` on an MDP with terminal states, or a
+``horizon`` with ``N * horizon > STEP_CAP`` on such an MDP), the rollout stores at most
+:data:`STEP_CAP` steps (``N`` times the width, about 22 bytes each). An episode still
+running at that width raises an error instead of a silently shortened batch (whose
+expectation would differ from the one asked for): :class:`~tabularpg.ImproperPolicyError`
+with ``gamma = 1`` (the policy is improper or nearly so: its expected episode length is
+enormous), :class:`~tabularpg.ValidationError` naming ``horizon`` otherwise. Pass a
+smaller ``horizon`` to sample a truncated objective explicitly.
 """
 from __future__ import annotations
 
@@ -26,8 +60,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from . import _alias
+from ._alias import AliasTable, alias_table
 from ._validation import (
     ArgumentTypeError,
+    ImproperPolicyError,
     ValidationError,
     as_rng,
     check_int,
@@ -36,142 +73,20 @@ from ._validation import (
 from .mdp import MDP
 from .policies import Policy
 
-__all__ = ["AliasTable", "Batch", "alias_table", "sample"]
+__all__ = ["STEP_CAP", "AliasTable", "Batch", "alias_table", "sample"]
+
+#: The most steps (episodes x width) a rollout whose width is decided by termination may
+#: store; see the module docstring.
+STEP_CAP = 2**25
 
 
-@dataclass(frozen=True)
-class AliasTable:
-    """Walker alias tables for ``R`` categorical rows over ``K`` columns.
-
-    ``q`` (R, K) acceptance probabilities, ``alias`` (R, K) alternative columns, and
-    ``values`` (R, K) the outcome of each column (e.g. successor state indices).
-    """
-
-    q: np.ndarray
-    alias: np.ndarray
-    values: np.ndarray
-
-    @property
-    def width(self) -> int:
-        return self.q.shape[1]
-
-    def draw(self, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """Column index drawn for each ``rows[n]`` from uniforms ``u[n]`` in [0, 1)."""
-        K = self.q.shape[1]
-        x = u * K
-        k = np.minimum(x.astype(np.intp), K - 1)
-        flat = rows * K + k
-        return np.where(x - k < self.q.ravel()[flat], k, self.alias.ravel()[flat])
-
-
-def _search_rows(cum: np.ndarray, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Per-row ``searchsorted(cum[rows[n]], x[n], side="right")``, vectorized.
-
-    ``cum`` (R, K) is non-decreasing along each row; returns the first column ``c`` with
-    ``cum[rows[n], c] > x[n]`` (``K`` if none), by a bisection over all queries at once
-    (``ceil(log2(K + 1))`` vectorized steps; exact comparisons, no row offsets).
-    """
-    K = cum.shape[1]
-    flat = cum.ravel()
-    base = rows * K
-    lo = np.zeros(x.shape, dtype=np.intp)
-    hi = np.full(x.shape, K, dtype=np.intp)
-    for _ in range(int(np.ceil(np.log2(K + 1)))):
-        mid = (lo + hi) >> 1
-        right = (lo < hi) & (flat[base + np.minimum(mid, K - 1)] <= x)
-        lo = np.where(right, mid + 1, lo)
-        hi = np.where(right | (lo >= hi), hi, mid)
-    return lo
-
-
-def alias_table(probs: np.ndarray, values: np.ndarray | None = None) -> AliasTable:
-    r"""Walker's alias tables for many categorical rows, built in O(R K log K).
-
-    Parameters
-    ----------
-    probs : ndarray of shape (R, K)
-        Rows summing to 1 (not re-checked: internal helper).
-    values : int ndarray of shape (R, K), optional
-        Outcome of each column (defaults to the column index).
-
-    Returns
-    -------
-    AliasTable
-        Drawing column ``k ~ U{0..K-1}`` and ``u ~ U[0, 1)`` and returning ``k`` if
-        ``u < q[r, k]`` else ``alias[r, k]`` gives column ``c`` with probability
-        :math:`\frac1K\big(q_c + \sum_{b:\,\mathrm{alias}_b = c} (1 - q_b)\big) = p_c`.
-
-    Notes
-    -----
-    Vose's (1991) greedy pairing, computed without a loop over pairs. With
-    :math:`\tilde q = K p`, the "small" cells (:math:`\tilde q < 1`) lay their deficits
-    :math:`1 - \tilde q` end to end on a stick :math:`[0, D)`, the "large" cells
-    (:math:`\tilde q > 1`) their excesses :math:`\tilde q - 1` on :math:`[0, E)`,
-    :math:`D = E`. A small cell's alias is the large cell whose excess interval holds the
-    start of its deficit interval. A large cell :math:`j` whose excess ends at
-    :math:`E_j` strictly inside a small's deficit interval :math:`[D_{i-1}, D_i)` has
-    given more than its excess: it keeps :math:`q_j = 1 - (D_i - E_j)` and its alias is
-    the next large cell (whose interval starts at :math:`E_j`). This is exactly the table
-    the sequential greedy algorithm builds when it serves smalls in column order and
-    hands an overdrawn large cell to the next large one. Cells with
-    :math:`\tilde q = 1` and the last large cell of a row keep ``q = 1`` (the last one
-    absorbs rounding). Both searches are per-row bisections.
-
-    References
-    ----------
-    A. J. Walker (1977), "An efficient method for generating discrete random variables
-    with general distributions", ACM TOMS 3(3). M. D. Vose (1991), "A linear algorithm
-    for generating random numbers with a given distribution", IEEE TSE 17(9).
-
-    Examples
-    --------
-    >>> t = alias_table(np.array([[0.5, 0.25, 0.25, 0.0]]))
-    >>> K = t.width
-    >>> p = t.q[0] / K
-    >>> np.add.at(p, t.alias[0], (1 - t.q[0]) / K)
-    >>> p.tolist()
-    [0.5, 0.25, 0.25, 0.0]
-    """
-    probs = np.asarray(probs, dtype=np.float64)
-    R, K = probs.shape
-    qt = probs * K
-    small = qt < 1.0
-    large = qt > 1.0
-    d = np.where(small, 1.0 - qt, 0.0)
-    d_end = np.cumsum(d, axis=1)                      # D_i at small cells
-    d_start = np.zeros_like(d_end)
-    d_start[:, 1:] = d_end[:, :-1]                    # D_{i-1} (same floats as d_end)
-    e_end = np.cumsum(np.where(large, qt - 1.0, 0.0), axis=1)  # E_j at large cells
-
-    q = np.ones((R, K))
-    alias = np.tile(np.arange(K, dtype=np.intp), (R, 1))
-    has_large = large.any(axis=1)
-    last_large = K - 1 - np.argmax(large[:, ::-1], axis=1)
-    # small cells: alias = large cell whose excess interval holds the deficit's start
-    rs, cs = np.nonzero(small & has_large[:, None])
-    donor = _search_rows(e_end, rs, d_start[rs, cs])  # e_end rises only at large cells
-    q[rs, cs] = qt[rs, cs]
-    alias[rs, cs] = np.minimum(donor, last_large[rs])
-    # large cells except the last: overdrawn by the small that straddles E_j
-    rl, cl = np.nonzero(large & (np.arange(K)[None, :] != last_large[:, None]))
-    e_j = e_end[rl, cl]
-    i = np.minimum(_search_rows(d_end, rl, e_j), K - 1)  # first small with D_i > E_j
-    straddle = (d_end[rl, i] > e_j) & (d_start[rl, i] < e_j)
-    over = np.where(straddle, d_end[rl, i] - e_j, 0.0)
-    q[rl, cl] = np.clip(1.0 - over, 0.0, 1.0)
-    alias[rl, cl] = np.minimum(_search_rows(e_end, rl, e_j), last_large[rl])  # next large cell
-    if values is None:
-        values = np.tile(np.arange(K, dtype=np.intp), (R, 1))
-    return AliasTable(q=q, alias=alias, values=np.asarray(values))
-
-
-def _transition_tables(mdp: MDP) -> AliasTable:
-    """Alias tables of the successor distributions: row ``s*A + a`` over the non-zeros of
-    ``P[s, a, :]`` (padded with zero-probability cells to the longest row), ``values``
+def _transition_tables(mdp: MDP):
+    """Padded successor rows ``(probs, succ)``, each (S*A, K): row ``s*A + a`` over the non-zeros of
+    ``P[s, a, :]`` (padded with zero-probability cells to the longest row), ``succ``
     holding the successor states."""
     S, A = mdp.n_states, mdp.n_actions
     P = mdp.P_flat()
-    P = P.tocsr() if sp.issparse(P) else sp.csr_matrix(P)
+    P = P.tocsr(copy=True) if sp.issparse(P) else sp.csr_matrix(P)  # the MDP's storage is read-only
     P.eliminate_zeros()
     nnz = np.diff(P.indptr)
     K = max(int(nnz.max()), 1)
@@ -181,7 +96,93 @@ def _transition_tables(mdp: MDP) -> AliasTable:
     cols = np.zeros((S * A, K), dtype=np.intp)
     probs[rows, pos] = P.data
     cols[rows, pos] = P.indices
-    return alias_table(probs, cols)
+    return probs, cols
+
+
+@dataclass(frozen=True)
+class _StepTable:
+    r"""One alias draw per transition: the joint law of :math:`(a_t, s_{t+1})` given :math:`s_t`.
+
+    Row ``s`` has ``width = A*K`` cells, cell ``a*K + k`` for action ``a`` and the ``k``-th
+    successor of ``(s, a)``, with probability :math:`\pi(a|s) P(s'_k|s, a)`. All arrays are
+    flat over the ``S*width`` cells: ``q`` acceptance probabilities, ``threshold`` the column
+    plus its ``q`` (cell ``(s, k)`` is kept when ``x = u * width < k + q``), ``alias`` the flat cell
+    index of each cell's alias, and the outcome of each cell: ``action``, ``next_state``,
+    ``reward`` (:math:`r(s, a)` or :math:`R(s, a, s')`) and ``logb``
+    (:math:`\log b(a|s)`, behavior policies only).
+    """
+
+    width: int
+    q: np.ndarray
+    threshold: np.ndarray
+    alias: np.ndarray
+    action: np.ndarray
+    next_state: np.ndarray
+    reward: np.ndarray
+    logb: np.ndarray | None
+
+
+def _index_dtype(n_cells: int):
+    return np.int32 if n_cells < 2**31 else np.int64
+
+
+def _step_table(mdp: MDP, act_probs: np.ndarray, behavior_log) -> _StepTable:
+    """Fuse the action law ``act_probs`` (S, A) with the transitions into one alias table."""
+    S, A = mdp.n_states, mdp.n_actions
+    probs, succ = _transition_tables(mdp)
+    K = probs.shape[1]
+    W = A * K
+    dt = _index_dtype(S * W)
+    joint = (act_probs[:, :, None] * probs.reshape(S, A, K)).reshape(S, W)
+    tab = _alias._build(joint)
+    alias = (tab.alias + (np.arange(S) * W)[:, None]).astype(dt).ravel()
+    action = np.broadcast_to(np.repeat(np.arange(A, dtype=dt), K), (S, W)).ravel()
+    next_state = succ.astype(dt).ravel()
+    if mdp.R.ndim == 3:
+        reward = np.take_along_axis(np.asarray(mdp.R).reshape(S * A, S), succ, axis=1).ravel()
+    else:
+        reward = np.repeat(np.asarray(mdp.r_sa, dtype=float).ravel(), K)
+    logb = None if behavior_log is None else np.repeat(behavior_log.ravel(), K)
+    threshold = (np.arange(W) + tab.q).ravel()
+    return _StepTable(width=W, q=tab.q.ravel(), threshold=threshold, alias=alias, action=action,
+                      next_state=next_state, reward=reward, logb=logb)
+
+
+class _Drawer:
+    """Alias draws from a :class:`_StepTable` with preallocated work buffers of size ``N``.
+
+    One uniform per transition: ``x = u * width``, column ``k = floor(x)`` and coin
+    ``x - k`` (uniform on [0, 1) and independent of ``k`` up to the 53-bit resolution of
+    ``u``, i.e. 48 bits for 20 columns); the cell is kept when the coin is below ``q``,
+    tested as ``x < k + q`` (``threshold``, rounded once when the table is built) so the
+    coin is never formed. ``k <= width - 1`` always: ``u <= 1 - 2**-53`` and, for any
+    ``width`` ``W``, the exact product ``W - W 2**-53`` lies more than half a unit in the
+    last place below ``W`` (or is exactly representable when ``W`` is a power of two), so
+    it never rounds up to ``W``.
+    """
+
+    def __init__(self, table: _StepTable, n: int):
+        dt = table.alias.dtype
+        self.table = table
+        self.u, self.qq = np.empty(n), np.empty(n)
+        self.k, self.f, self.g = np.empty(n, dt), np.empty(n, dt), np.empty(n, dt)
+        self.c = np.empty(n, dtype=bool)
+
+    def cells(self, s: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Flat cell index drawn in row ``s[n]`` for each ``n`` (a view of a work buffer)."""
+        tab, n = self.table, s.size
+        u, qq, k, f, g, c = (b[:n] for b in (self.u, self.qq, self.k, self.f, self.g, self.c))
+        W = tab.width
+        rng.random(out=u)
+        u *= W
+        np.copyto(k, u, casting="unsafe")             # floor (u >= 0); k <= W - 1, see the class docstring
+        np.multiply(s, W, out=f)
+        f += k
+        np.take(tab.threshold, f, out=qq, mode="clip")  # indices are valid: "clip" avoids a buffered copy
+        np.less(u, qq, out=c)                         # coin x - k < q  <=>  x < k + q
+        np.take(tab.alias, f, out=g, mode="clip")
+        np.copyto(g, f, where=c)
+        return g
 
 
 @dataclass(frozen=True)
@@ -205,8 +206,11 @@ class Batch:
     ``np.ascontiguousarray`` them if row-major layout matters).
     gamma : float
     horizon : int or None
-        The fixed horizon used; None for the geometric scheme. The arrays' width ``T``
-        is smaller when every episode terminated earlier.
+        The truncation the batch was drawn with: the fixed horizon used, or None when no
+        episode can have been cut by a horizon (the geometric scheme; episodes run to
+        termination). The arrays' width ``T`` is smaller when every episode terminated
+        earlier. ``tabularpg.estimators.expected(..., horizon=batch.horizon)`` is the
+        exact expectation for this batch.
     truncated : bool ndarray of shape (N,)
         Cut by a truncation horizon shorter than the MDP's (or of an infinite MDP).
     behavior_logp : ndarray of shape (N, T) or None
@@ -290,8 +294,10 @@ def sample(mdp: MDP, policy: Policy, theta, n_episodes: int, *, rng, horizon=Non
     n_episodes : int >= 1
     rng : numpy.random.Generator or int
     horizon : int, "geometric" or None
-        Finite-horizon MDPs default to ``mdp.horizon`` (an int ``<=`` it truncates);
-        infinite-horizon MDPs need an int (truncation) or ``"geometric"``.
+        Finite-horizon MDPs default to ``mdp.horizon`` (an int ``<=`` it truncates).
+        Infinite-horizon MDPs take an int (truncation) or ``"geometric"``; with terminal
+        states, None runs every episode to termination (at most :data:`STEP_CAP` stored
+        steps; see the module docstring), without terminal states it is refused.
     start : int or int ndarray of shape (N,), optional
         Start states instead of draws from ``mu``.
     behavior : ndarray of shape (S, A) or (Policy, theta), optional
@@ -301,6 +307,14 @@ def sample(mdp: MDP, policy: Policy, theta, n_episodes: int, *, rng, horizon=Non
     Returns
     -------
     Batch
+
+    Raises
+    ------
+    ImproperPolicyError
+        ``gamma = 1`` and an episode is still running when the batch reaches
+        :data:`STEP_CAP` stored steps with a width decided by termination.
+    ValidationError
+        The same with ``gamma < 1`` (naming ``horizon``), or a bad argument.
 
     Examples
     --------
@@ -323,9 +337,47 @@ def sample(mdp: MDP, policy: Policy, theta, n_episodes: int, *, rng, horizon=Non
         raise ValidationError("`theta` must be real to sample")
     N = check_int(n_episodes, "n_episodes", minimum=1)
     rng = as_rng(rng)
-    S, A = mdp.n_states, mdp.n_actions
+    scheme, T = _resolve_horizon(mdp, horizon)
+    act_probs, behavior_log = _action_law(mdp, policy, theta, behavior)
+    table = _step_table(mdp, act_probs, behavior_log)
+    s0 = _start_states(mdp, N, start, rng, table.alias.dtype)
+    limit = split = None
+    if scheme == "geometric":
+        limit, split = _geometric_limits(mdp.gamma, N, rng)
+        T = int(limit.max())
+    cap = _width_cap(mdp, N, T)
+    roll = _rollout(table, mdp.terminal, s0, T if cap is None else cap, limit, rng, capped=cap is not None)
+    if roll.still_running:
+        raise _cap_error(mdp, N, "geometric" if scheme == "geometric" else T, roll)
+    return _assemble(mdp, roll, scheme, T, split)
 
-    scheme = "fixed"
+
+def _width_cap(mdp: MDP, N: int, T):
+    """The most steps per episode the rollout may store when its width is decided by
+    termination (``T`` None, or ``N * T > STEP_CAP`` with terminal states); else None."""
+    if not mdp.terminal.any() or (T is not None and N * T <= STEP_CAP):
+        return None
+    cap = max(STEP_CAP // N, 1)
+    return None if T is not None and T <= cap else cap
+
+
+def _cap_error(mdp: MDP, N: int, T, roll):
+    asked = ("`horizon`=None (run every episode to termination)" if T is None
+             else "`horizon`='geometric'" if T == "geometric" else f"`horizon`={T}")
+    msg = (f"{asked}: after {roll.width} steps {roll.still_running} of {N} episodes are still running; "
+           f"sampling stopped at the cap of STEP_CAP = {STEP_CAP} stored steps (N x width) instead of "
+           f"returning a shortened batch. Pass a smaller `horizon` (e.g. {roll.width}) to sample the "
+           f"truncated objective explicitly; estimators.expected(..., horizon=batch.horizon) then refers "
+           f"to the same truncation")
+    if mdp.gamma == 1.0:
+        return ImproperPolicyError(f"gamma = 1 and the policy terminates very slowly or never (improper or "
+                                   f"nearly improper): {msg}")
+    return ValidationError(msg)
+
+
+def _resolve_horizon(mdp: MDP, horizon):
+    """``(scheme, T)`` after the argument checks: ``("fixed", T)``, ``("fixed", None)`` (until
+    termination) or ``("geometric", None)``."""
     if isinstance(horizon, str):
         if horizon != "geometric":
             raise ValidationError(f"`horizon` must be an int, 'geometric' or None; got {horizon!r}")
@@ -334,149 +386,171 @@ def sample(mdp: MDP, policy: Policy, theta, n_episodes: int, *, rng, horizon=Non
                                   f"horizon {mdp.horizon}")
         if mdp.gamma >= 1.0:
             raise ValidationError("`horizon`='geometric' needs gamma < 1; got gamma = 1")
-        scheme = "geometric"
-        T = None
-    else:
-        T = check_int(horizon, "horizon", minimum=1, allow_none=True)
-        if T is None:
-            if mdp.horizon is None:
-                raise ValidationError("`horizon` is required for an infinite-horizon MDP: pass an int "
-                                      "(truncation) or 'geometric'")
-            T = mdp.horizon
-        elif mdp.horizon is not None and T > mdp.horizon:
-            raise ValidationError(f"`horizon` must be <= the MDP's horizon {mdp.horizon}; got {T}")
+        return "geometric", None
+    T = check_int(horizon, "horizon", minimum=1, allow_none=True)
+    if T is None:
+        if mdp.horizon is None:
+            if mdp.terminal.any():
+                return "fixed", None   # until termination, capped (STEP_CAP)
+            raise ValidationError("`horizon` is required for an infinite-horizon MDP without terminal states: "
+                                  "pass an int (truncation) or 'geometric'")
+        T = mdp.horizon
+    elif mdp.horizon is not None and T > mdp.horizon:
+        raise ValidationError(f"`horizon` must be <= the MDP's horizon {mdp.horizon}; got {T}")
+    return "fixed", T
 
+
+def _action_law(mdp: MDP, policy: Policy, theta, behavior):
+    r"""``(act_probs, behavior_log)``: the (S, A) law actions are drawn from, and
+    :math:`\log b` (S, A) when it is a behavior policy (else None)."""
     if behavior is None:
-        act_probs = policy.probs(theta)
-        behavior_log = None
+        return policy.probs(theta), None
+    if isinstance(behavior, tuple):
+        b_pol, b_theta = behavior
+        if not isinstance(b_pol, Policy):
+            raise ArgumentTypeError(f"`behavior` must be an (S, A) table or a (Policy, theta) pair; got a pair "
+                                    f"starting with {type(b_pol).__name__}")
+        if (b_pol.n_states, b_pol.n_actions) != (mdp.n_states, mdp.n_actions):
+            raise ValidationError(f"`behavior` policy has (S, A) = {(b_pol.n_states, b_pol.n_actions)}; "
+                                  f"the MDP has {(mdp.n_states, mdp.n_actions)}")
+        act_probs = b_pol.probs(b_theta)
     else:
-        if isinstance(behavior, tuple):
-            b_pol, b_theta = behavior
-            act_probs = b_pol.probs(b_theta)
-        else:
-            act_probs = check_prob_table(behavior, S, A, name="behavior")
-        with np.errstate(divide="ignore"):
-            behavior_log = np.log(act_probs)
+        act_probs = check_prob_table(behavior, mdp.n_states, mdp.n_actions, name="behavior")
+    with np.errstate(divide="ignore"):
+        return act_probs, np.log(act_probs)
 
-    pol_table = alias_table(act_probs)
-    trans = _transition_tables(mdp)
-    K = trans.width
-    # per-cell outcomes for "accept" and "alias": one gather less per draw
-    pq = pol_table.q.ravel()
-    p_alias = pol_table.alias.ravel()
-    tq = trans.q.ravel()
-    t_keep = trans.values.ravel()
-    t_alias = np.take_along_axis(trans.values, trans.alias, axis=1).ravel()
-    terminal = mdp.terminal
-    idx_dtype = np.int32 if S * A * max(K, A) < 2**31 else np.int64
 
-    if start is None:
-        mu_table = alias_table(mdp.mu[None, :])
-        s = mu_table.draw(np.zeros(N, dtype=np.intp), rng.random(N))
-    else:
-        s = _check_start(start, mdp, N).copy()
+def _start_states(mdp: MDP, N: int, start, rng, dtype) -> np.ndarray:
+    """``s_0`` (N,): ``start`` if given, else N draws from ``mu`` (one uniform each)."""
+    if start is not None:
+        return _check_start(start, mdp, N).astype(dtype)
+    mu_table = _alias._build(mdp.mu[None, :])
+    return mu_table.draw(np.zeros(N, dtype=np.intp), rng.random(N)).astype(dtype)
 
-    split = None
-    if scheme == "geometric":
-        g = mdp.gamma
-        # P(T' = t) = (1-g) g^t, t >= 0: numpy's geometric counts trials (>= 1)
-        t1 = rng.geometric(1.0 - g, size=N) - 1 if g > 0 else np.zeros(N, dtype=np.int64)
-        t2 = rng.geometric(1.0 - np.sqrt(g), size=N) - 1 if g > 0 else np.zeros(N, dtype=np.int64)
-        limit = (t1 + t2 + 1).astype(np.int64)
-        split = t1.astype(np.int64)
-        T = int(limit.max())
-    else:
-        limit = None
 
-    # Time-major storage (row writes are contiguous); st[t + 1] holds s_{t+1}. Entries
-    # never written stay 0. An episode is alive on a prefix of steps: only its length
-    # (set when it terminates) is tracked.
-    # Buffers grow by doubling, so memory follows the realized width (episodes ending at
-    # terminal states long before a large truncation horizon), not the horizon.
-    cap = T if T <= 128 or not terminal.any() else 128
-    st = np.zeros((cap + 1, N), dtype=idx_dtype)
-    ac = np.zeros((cap, N), dtype=idx_dtype)
-    st[0] = s
-    s = s.astype(idx_dtype)
+def _geometric_limits(g: float, N: int, rng):
+    """``(limit, split)`` (N,) each of the random-horizon scheme: ``split = T'`` and
+    ``limit = T' + T'' + 1`` steps."""
+    # P(T' = t) = (1-g) g^t, t >= 0: numpy's geometric counts trials (>= 1)
+    t1 = rng.geometric(1.0 - g, size=N) - 1 if g > 0 else np.zeros(N, dtype=np.int64)
+    t2 = rng.geometric(1.0 - np.sqrt(g), size=N) - 1 if g > 0 else np.zeros(N, dtype=np.int64)
+    return (t1 + t2 + 1).astype(np.int64), t1.astype(np.int64)
+
+
+@dataclass
+class _Rollout:
+    """Time-major buffers of a rollout: ``st`` (T+1, N) holds :math:`s_t` (``st[t+1]`` the
+    state entered at step ``t``), ``ac``, ``rw``, ``lp`` (T, N); entries of steps that
+    were not alive are 0. ``lengths`` (N,), ``ended`` (N,) entered a terminal state;
+    ``still_running`` the number of episodes alive when the width cap was reached."""
+
+    st: np.ndarray
+    ac: np.ndarray
+    rw: np.ndarray
+    lp: np.ndarray | None
+    lengths: np.ndarray
+    ended: np.ndarray
+    width: int
+    still_running: int = 0
+
+
+def _rollout(table: _StepTable, terminal: np.ndarray, s0: np.ndarray, T: int, limit, rng,
+             capped: bool = False) -> _Rollout:
+    r"""The time loop: one fused alias draw per alive episode and step.
+
+    While every episode is alive (the usual case without terminal states) each step
+    writes its rows of the time-major buffers in place; episodes that end (terminal
+    state, or their ``limit`` in the geometric scheme) leave the active set, and the
+    remaining ones are scattered. Buffers grow by doubling on terminal MDPs, so memory
+    follows the realized width (episodes ending long before a large truncation horizon),
+    not the horizon; it is linear in ``N * width`` either way. ``capped``: ``T`` is the
+    width cap, not a horizon; episodes still running after ``T`` steps are reported in
+    ``still_running`` (the caller refuses the batch).
+    """
+    N = s0.size
+    dt = table.alias.dtype
+    any_terminal = bool(terminal.any())
+    full = limit is None and not any_terminal   # every entry gets written: no need to zero
+    cap = T if T <= 128 or not any_terminal else 128
+    alloc = np.empty if full else np.zeros
+    st, ac, rw = alloc((cap + 1, N), dtype=dt), alloc((cap, N), dtype=dt), alloc((cap, N))
+    lp = None if table.logb is None else alloc((cap, N))
+    st[0] = s0
+    s = st[0]
     lengths = np.full(N, T, dtype=np.int64) if limit is None else limit.copy()
     ended = np.zeros(N, dtype=bool)
-    active = np.arange(N)
-    any_terminal = bool(terminal.any())
+    active = None                               # None: all N episodes, in order
+    drawer = _Drawer(table, N)
     T_run = T
     for t in range(T):
         if limit is not None:
-            keep = limit[active] > t
+            keep = limit[active] > t if active is not None else limit > t
             if not keep.all():
-                active, s = active[keep], s[keep]
-        n = active.size
-        if n == 0:
+                active = np.flatnonzero(keep) if active is None else active[keep]
+                s = s[keep]
+        if active is not None and active.size == 0:
             T_run = t
             break
         if t == cap:
             cap = min(2 * cap, T)
-            st = np.concatenate([st, np.zeros((cap + 1 - st.shape[0], N), dtype=idx_dtype)])
-            ac = np.concatenate([ac, np.zeros((cap - ac.shape[0], N), dtype=idx_dtype)])
-        u = rng.random(2 * n)
-        # action: alias draw in row s of the policy table
-        x = u[:n] * A
-        k = np.minimum(x.astype(idx_dtype), A - 1)
-        sA = s * A
-        f = sA + k
-        a = np.where(x - k < pq.take(f), k, p_alias.take(f))
-        # next state: alias draw in row (s, a) of the transition table
-        x = u[n:] * K
-        k = np.minimum(x.astype(idx_dtype), K - 1)
-        f = (sA + a) * K + k
-        s_next = np.where(x - k < tq.take(f), t_keep.take(f), t_alias.take(f))
-        if n == N:
-            ac[t] = a
-            st[t + 1] = s_next
+            st = _grow(st, cap + 1)
+            ac, rw = _grow(ac, cap), _grow(rw, cap)
+            lp = None if lp is None else _grow(lp, cap)
+        g = drawer.cells(s, rng)
+        if active is None:
+            np.take(table.action, g, out=ac[t], mode="clip")
+            np.take(table.next_state, g, out=st[t + 1], mode="clip")
+            np.take(table.reward, g, out=rw[t], mode="clip")
+            if lp is not None:
+                np.take(table.logb, g, out=lp[t], mode="clip")
+            s_next = st[t + 1]
         else:
-            ac[t, active] = a
+            ac[t, active] = table.action.take(g)
+            s_next = table.next_state.take(g)
             st[t + 1, active] = s_next
+            rw[t, active] = table.reward.take(g)
+            if lp is not None:
+                lp[t, active] = table.logb.take(g)
         if any_terminal:
-            hit = terminal[s_next]
+            hit = terminal.take(s_next)
             if hit.any():
-                done = active[hit]
+                done = np.flatnonzero(hit) if active is None else active[hit]
                 ended[done] = True
                 lengths[done] = t + 1
                 go = ~hit
-                active, s_next = active[go], s_next[go]
+                active = np.flatnonzero(go) if active is None else active[go]
+                s_next = s_next[go]
         s = s_next
+    running = 0
+    if capped and T_run == T:
+        running = N if active is None else active.size
+    return _Rollout(st=st, ac=ac, rw=rw, lp=lp, lengths=lengths, ended=ended, width=T_run,
+                    still_running=running)
 
-    horizon_used = T
-    T = T_run
+
+def _grow(buf: np.ndarray, rows: int) -> np.ndarray:
+    """``buf`` extended with zero rows to ``rows`` rows."""
+    return np.concatenate([buf, np.zeros((rows - buf.shape[0],) + buf.shape[1:], dtype=buf.dtype)])
+
+
+def _assemble(mdp: MDP, roll: _Rollout, scheme: str, horizon_used, split) -> Batch:
+    """The :class:`Batch` (transposed views of the time-major buffers) of a rollout."""
+    T, lengths, ended = roll.width, roll.lengths, roll.ended
+    N = lengths.size
     alive_tm = np.arange(T)[:, None] < lengths[None, :]
     all_alive = bool(alive_tm.all())
-    if not all_alive:  # zero what was written after an episode ended (none is, but be exact)
-        ac = ac[:T]
-        ac[~alive_tm] = 0
-    cell = st[:T].astype(np.int64) * A + ac[:T] if S * A >= 2**31 else st[:T] * A + ac[:T]
-    if mdp.R.ndim == 3:
-        cell_next = (cell.astype(np.int64) * S if S * A * S >= 2**31 else cell * S) + st[1:T + 1]
-        rw = mdp.R.reshape(-1).take(cell_next)
-    else:
-        rw = mdp.r_sa.reshape(-1).take(cell)
-    if not all_alive:
-        rw[~alive_tm] = 0.0
-    states, actions, next_states = st[:T].T, ac[:T].T, st[1:T + 1].T
-    if not all_alive:  # s_{len} (e.g. the terminal state entered) is not a decision state
-        states = np.where(alive_tm, st[:T], 0).T
-    rewards, alive = rw.T, alive_tm.T
+    st = roll.st
+    states = st[:T].T if all_alive else np.where(alive_tm, st[:T], 0).T  # s_len is not a decision state
     terminated = np.zeros((N, T), dtype=bool)
     terminated[ended, lengths[ended] - 1] = True
-    behavior_logp = None
-    if behavior_log is not None:
-        lp = behavior_log.reshape(-1).take(cell)
-        if not all_alive:
-            lp[~alive_tm] = 0.0
-        behavior_logp = lp.T
     if scheme == "geometric":
         truncated = ~ended
+    elif horizon_used is None:        # run to termination: every episode ended (else the cap refused it)
+        truncated = np.zeros(N, dtype=bool)
     else:
         natural = mdp.horizon is not None and horizon_used == mdp.horizon
         truncated = (~ended & (lengths == horizon_used)) if not natural else np.zeros(N, dtype=bool)
-    return Batch(states=states, actions=actions, rewards=rewards, next_states=next_states, alive=alive,
-                 terminated=terminated, lengths=lengths, gamma=mdp.gamma,
+    return Batch(states=states, actions=roll.ac[:T].T, rewards=roll.rw[:T].T, next_states=st[1:T + 1].T,
+                 alive=alive_tm.T, terminated=terminated, lengths=lengths, gamma=mdp.gamma,
                  horizon=None if scheme == "geometric" else horizon_used, truncated=truncated,
-                 behavior_logp=behavior_logp, split=split, scheme=scheme)
+                 behavior_logp=None if roll.lp is None else roll.lp[:T].T, split=split, scheme=scheme)
