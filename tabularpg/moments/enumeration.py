@@ -25,18 +25,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import (
+from .._validation import (
     EnumerationTooLargeError,
     ValidationError,
     check_int,
     check_prob_table,
 )
-from .estimators import BATCH_BASELINES, estimate
-from .mdp import MDP
-from .policies import Policy
-from .sampling import Batch
+from ..estimators import BATCH_BASELINES, estimate
+from ..mdp import MDP
+from ..policies import Policy
+from ..sampling import Batch
 
-__all__ = ["Moments", "enumerate_trajectories", "exact_moments", "optimal_baseline"]
+__all__ = ["Moments", "enumerate_trajectories", "enumerate_moments", "optimal_constant_baseline"]
 
 
 @dataclass(frozen=True)
@@ -129,8 +129,8 @@ def enumerate_trajectories(mdp: MDP, pi, horizon=None, *, max_trajectories: int 
     return batch, prob
 
 
-def exact_moments(mdp: MDP, policy: Policy, theta, estimator, horizon=None, *, max_trajectories: int = 200_000,
-                  behavior=None, **options) -> Moments:
+def enumerate_moments(mdp: MDP, policy: Policy, theta, estimator, horizon=None, *, max_trajectories: int = 200_000,
+                      behavior=None, **options) -> Moments:
     r"""Exact mean and covariance of the per-episode estimate of ``estimator``.
 
     Parameters
@@ -164,8 +164,8 @@ def exact_moments(mdp: MDP, policy: Policy, theta, estimator, horizon=None, *, m
     return Moments(mean=mean, cov=0.5 * (cov + cov.T), second=0.5 * (second + second.T), n_trajectories=prob.size)
 
 
-def optimal_baseline(mdp: MDP, policy: Policy, theta, estimator="reinforce", horizon=None, *,
-                     per_component: bool = True, max_trajectories: int = 200_000) -> np.ndarray:
+def optimal_constant_baseline(mdp: MDP, policy: Policy, theta, estimator="reinforce", horizon=None, *,
+                              per_component: bool = True, max_trajectories: int = 200_000) -> np.ndarray:
     r"""Exact variance-minimizing constant baseline (Greensmith, Bartlett, Baxter 2004), by enumeration.
 
     Write the per-episode estimate with constant baseline ``b`` as :math:`X - b\,Y`
@@ -208,7 +208,7 @@ def optimal_baseline(mdp: MDP, policy: Policy, theta, estimator="reinforce", hor
     >>> import numpy as np
     >>> from tabularpg import envs, TabularSoftmax
     >>> pol, theta = TabularSoftmax(1, 2), np.array([[0.5, -0.5]])
-    >>> b = optimal_baseline(envs.bandit([1.0, 0.0]), pol, theta)
+    >>> b = optimal_constant_baseline(envs.bandit([1.0, 0.0]), pol, theta)
     >>> pi = pol.probs(theta)[0]
     >>> s2 = (np.eye(2) - pi) ** 2
     >>> bool(np.allclose(b, (pi * [1.0, 0.0]) @ s2 / (pi @ s2)))
