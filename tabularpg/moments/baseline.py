@@ -79,7 +79,7 @@ def baseline_quadratic(mdp, policy, theta, estimator="reward_to_go", horizon=Non
 
 
 def optimal_baseline(mdp, policy, theta, estimator="reinforce", horizon=None, *, kind: str = "constant",
-                     per_component: bool = True, max_trajectories: int = 200_000):
+                     per_component: bool = True, method: str = "auto", max_trajectories: int = 200_000):
     r"""Exact variance-minimizing baseline.
 
     Parameters
@@ -92,12 +92,15 @@ def optimal_baseline(mdp, policy, theta, estimator="reinforce", horizon=None, *,
         ``"constant"`` (Greensmith, Bartlett and Baxter 2004): per parameter component
         :math:`b^*_i = E[X_i Y_i]/E[Y_i^2]` (``per_component=True``, shape
         (theta.size,)), or one constant :math:`E[X^\top Y]/E\|Y\|^2` (a float), with ``Y``
-        the baseline's multiplier, by enumeration. ``"state"``: the state baseline
+        the baseline's multiplier. ``"state"``: the state baseline
         :math:`b^*` (S,) minimizing the trace of the covariance, a solution of
         :math:`Q b = c` (:func:`baseline_quadratic`; least squares, minimum norm, where
-        ``Q`` is singular, e.g. unreachable states), by the recursion.
-    per_component, max_trajectories
+        ``Q`` is singular, e.g. unreachable states).
+    per_component : bool
         ``kind="constant"`` only.
+    method : {"auto", "recursion", "enumerate"}
+        Both kinds by the recursion (cross moments of the weight tables); ``"enumerate"``
+        lists trajectories (``kind="constant"`` only, small cases; ``max_trajectories``).
 
     Returns
     -------
@@ -125,11 +128,32 @@ def optimal_baseline(mdp, policy, theta, estimator="reinforce", horizon=None, *,
     """
     if kind not in _KINDS:
         raise ValidationError(f"`kind` must be one of {_KINDS}; got {kind!r}")
-    if kind == "constant":
+    if method not in ("auto", "recursion", "enumerate"):
+        raise ValidationError(f"`method` must be 'auto', 'recursion' or 'enumerate'; got {method!r}")
+    if kind == "constant" and method == "enumerate":
         from .enumeration import optimal_constant_baseline
 
         return optimal_constant_baseline(mdp, policy, theta, estimator, horizon, per_component=per_component,
                                          max_trajectories=max_trajectories)
+    if method == "enumerate":
+        raise ValidationError("kind='state' is computed by the recursion; method='enumerate' is for kind='constant'")
+    if kind == "constant":
+        from . import _check_common, _horizon, _name
+
+        theta = _check_common(mdp, policy, theta)
+        name = _name(estimator)
+        if name not in _ESTIMATORS:
+            raise ValidationError(f"`estimator` must be one of {_ESTIMATORS} (the estimators that take a "
+                                  f"baseline); got {estimator!r}")
+        T, _ = _horizon(mdp, horizon, name)
+        if T is None:
+            raise ValidationError("the optimal baseline needs a finite `horizon` (the sampling truncation)")
+        WV, VV, C = _weight_moments(mdp, policy, theta, name, T)
+        xy = np.einsum("pi,ij,pj->p", C, WV, C)      # E[X_i Y_i]
+        yy = np.einsum("pi,ij,pj->p", C, VV, C)      # E[Y_i^2]
+        if not per_component:
+            return float(xy.sum() / yy.sum()) if yy.sum() > 0 else 0.0
+        return np.divide(xy, yy, out=np.zeros_like(xy), where=yy > 1e-300)
     _, c, Q = baseline_quadratic(mdp, policy, theta, estimator, horizon)
     b, *_ = np.linalg.lstsq(Q, c, rcond=1e-12)
     return b
