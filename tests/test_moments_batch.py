@@ -120,7 +120,7 @@ def test_optimal_state_baseline(est, policy_kind):
     rng = np.random.default_rng(5)
     pol = TabularSoftmax(5, 3) if policy_kind == "tabular" else LinearSoftmax(rng.normal(size=(5, 3, 4)))
     theta = rng.normal(size=pol.theta_shape)
-    tr = lambda b: float(np.trace(exact_moments(mdp, pol, theta, est, baseline=b).cov))  # noqa: E731
+    tr = lambda b: float(np.trace(exact_moments(mdp, pol, theta, est, baseline=b).cov))
     t0, c, Q = baseline_quadratic(mdp, pol, theta, est)
     b = optimal_baseline(mdp, pol, theta, est, kind="state")
     assert b.shape == (5,)

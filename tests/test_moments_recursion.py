@@ -191,7 +191,7 @@ def test_horizon_100_against_monte_carlo(monkeypatch):
     theta = np.random.default_rng(0).normal(size=(20, 4))
     b = np.random.default_rng(1).normal(size=20)
     m = exact_moments(mdp, pol, theta, "reward_to_go", 100, baseline=b)
-    w, V = np.linalg.eigh(m.cov)
+    _, V = np.linalg.eigh(m.cov)
     U = np.hstack([V[:, -4:], np.linalg.qr(np.random.default_rng(2).normal(size=(80, 4)))[0]])
     X = estimate(sample(mdp, pol, theta, 20000, rng=3, horizon=100), pol, theta, "reward_to_go",
                  baseline=b).samples @ U

@@ -30,10 +30,18 @@ from ..estimators import BATCH_BASELINES, REGISTRY, Estimator
 from ..mdp import MDP
 from ..policies import Policy, TabularSoftmax
 from . import recursion as _rec
-from .enumeration import enumerate_moments, enumerate_trajectories, optimal_constant_baseline
+from .enumeration import enumerate_moments, enumerate_trajectories
 
-__all__ = ["Moments", "enumerate_trajectories", "exact_moments", "exact_batch_moments", "optimal_baseline",
-           "baseline_quadratic", "METHODS"]
+__all__ = [
+    "METHODS",
+    "Moments",
+    "baseline_quadratic",
+    "enumerate_trajectories",
+    "exact_batch_moments",
+    "exact_moments",
+    "optimal_baseline",
+    "recursion_checks",
+]
 
 METHODS = ("auto", "recursion", "enumerate")
 
@@ -173,8 +181,8 @@ def _plan(name, mdp: MDP, pi, T, truncated, options, behavior):
     S, A = mdp.n_states, mdp.n_actions
     g = mdp.gamma
     R3 = (mdp.R if mdp.R.ndim == 3 else np.broadcast_to(mdp.r_sa[:, :, None], (S, A, S))).astype(float)
-    disc = lambda t: g ** t  # noqa: E731
-    none = lambda t: None  # noqa: E731
+    disc = lambda t: g ** t
+    none = lambda t: None
     if name in ("reward_to_go", "reward_to_go_undiscounted"):
         zeta = g if name == "reward_to_go" else 1.0
         bfn, timed = _baseline_fn(options.get("baseline"), S, T)
@@ -192,14 +200,14 @@ def _plan(name, mdp: MDP, pi, T, truncated, options, behavior):
             return _rec.Plan(f=none, eta=lambda t: 0.0, h=none, d=lambda t: disc(t) * pi * qf(t), kappa=0.0,
                              k1=pi, k2=pi, zeta=None if timed else g)
         if name == "q":
-            f = lambda t: disc(t) * qf(t)  # noqa: E731
+            f = lambda t: disc(t) * qf(t)
         else:
             if options.get("value") is None:
                 vf, vt = (lambda t: np.sum(pi * qf(t), axis=1)), False
             else:
                 vf, vt = _state_fn(options["value"], "value", S, T)
             timed = timed or vt
-            f = lambda t: disc(t) * (qf(t) - vf(t)[:, None])  # noqa: E731
+            f = lambda t: disc(t) * (qf(t) - vf(t)[:, None])
         return _rec.Plan(f=f, eta=lambda t: 0.0, h=none, d=none, kappa=0.0, k1=pi, k2=pi,
                          zeta=None if timed else g)
     if name in ("td_residual", "gae"):
@@ -361,5 +369,8 @@ def exact_moments(mdp: MDP, policy: Policy, theta, estimator, horizon=None, *, m
     mean, second = _recursion(mdp, policy, theta, name, horizon, behavior, options)
     return _finish(mean, second)
 
-from .batch import exact_batch_moments  # noqa: E402
-from .baseline import baseline_quadratic, optimal_baseline  # noqa: E402
+
+# submodules that use the helpers above
+from .baseline import baseline_quadratic, optimal_baseline
+from .batch import exact_batch_moments
+from .checks import recursion_checks

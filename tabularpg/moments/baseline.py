@@ -23,7 +23,7 @@ import numpy as np
 from .._validation import ValidationError
 from . import recursion as _rec
 
-__all__ = ["optimal_baseline", "baseline_quadratic"]
+__all__ = ["baseline_quadratic", "optimal_baseline"]
 
 _KINDS = ("constant", "state")
 _ESTIMATORS = ("reinforce", "reward_to_go", "reward_to_go_undiscounted")
@@ -44,7 +44,7 @@ def _weight_moments(mdp, policy, theta, name, T):
     _, _, VV = _rec.tail_pair(mdp, plan_v, plan_v, space, T)
     if name == "reinforce":
         # V = N (the counts) and W0 = R N, so E[W0 V^T] = E[R N N^T] is symmetric: polarization
-        none = lambda t: None  # noqa: E731
+        none = lambda t: None
         _, W0W0 = _rec.reinforce_moments(mdp, none, pi, space, T)
         _, DD = _rec.reinforce_moments(mdp, lambda t: -ones, pi, space, T)
         WV = 0.5 * (W0W0 + VV - DD)

@@ -36,7 +36,7 @@ from ..mdp import MDP
 from ..policies import Policy
 from ..sampling import Batch
 
-__all__ = ["Moments", "enumerate_trajectories", "enumerate_moments", "optimal_constant_baseline"]
+__all__ = ["Moments", "enumerate_moments", "enumerate_trajectories", "optimal_constant_baseline"]
 
 
 @dataclass(frozen=True)

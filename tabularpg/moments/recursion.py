@@ -48,15 +48,15 @@ below one; otherwise the second moment is infinite and the call is refused.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import scipy.linalg as sla
 
 from .._validation import NumericalError, ShapeError, ValidationError, as_float_array
 
-__all__ = ["Plan", "WSpace", "tail_moments", "tail_pair", "reinforce_moments", "random_horizon_moments"]
+__all__ = ["Plan", "WSpace", "random_horizon_moments", "reinforce_moments", "tail_moments", "tail_pair"]
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,20 @@ def tail_moments(mdp, plan: Plan, space: WSpace, T):
     return mean, 0.5 * (second + second.T)
 
 
+def _tail_step(space, k1, k2, mass1, g1, g2, Dt, f, e, Pm, Tn):
+    """Backward update of ``E[Y_t | s]`` and ``E[G_t Y_t | s]`` from the next step's."""
+    S, A = k1.shape
+    m_new = space.rows(k1 * (f + e * g1).reshape(S, A)) + _sum_a(k1, Pm, S, A)
+    if Dt is not None:
+        m_new += mass1[:, None] * Dt
+    if Tn is None:
+        return m_new, None
+    n_new = space.rows(k2 * (f * g1 + e * g2).reshape(S, A)) + _sum_a(k2, Tn, S, A)
+    if Dt is not None:
+        n_new += _sum_a(k2, g1, S, A)[:, None] * Dt
+    return m_new, n_new
+
+
 def tail_pair(mdp, pa: Plan, pb: Plan, space: WSpace, T: int):
     """Means of ``W_a``, ``W_b`` and the cross moment ``E[W_a W_b^T]`` of two tail-family
     weight tables on the same trajectory (shared tail ``G``, kernels and horizon; only
@@ -248,21 +262,11 @@ def tail_pair(mdp, pa: Plan, pb: Plan, space: WSpace, T: int):
             cross_ab += (d * alpha[t][:, None]).reshape(SA)[:, None] * np.repeat(_sum_a(k2, Pma, S, A), A, axis=0)
             Dt = space.rows(d)
         # backward update to time t
-        def step(f, e, Pm, Tn):
-            m_new = space.rows(k1 * (f + e * g1).reshape(S, A)) + _sum_a(k1, Pm, S, A)
-            if Dt is not None:
-                m_new += mass1[:, None] * Dt
-            if Tn is None:
-                return m_new, None
-            n_new = space.rows(k2 * (f * g1 + e * g2).reshape(S, A)) + _sum_a(k2, Tn, S, A)
-            if Dt is not None:
-                n_new += _sum_a(k2, g1, S, A)[:, None] * Dt
-            return m_new, n_new
-        ma, na = step(fa, ea, Pma, Ta)
+        ma, na = _tail_step(space, k1, k2, mass1, g1, g2, Dt, fa, ea, Pma, Ta)
         if same:
             mb, nb = ma, na
         else:
-            mb, nb = step(fb, eb, Pmb, Tb)
+            mb, nb = _tail_step(space, k1, k2, mass1, g1, g2, Dt, fb, eb, Pmb, Tb)
         if h is not None:
             u1 = (k1 * g1.reshape(S, A)).sum(1)
             u2 = (k2 * g2.reshape(S, A)).sum(1)
@@ -383,7 +387,7 @@ def reinforce_moments(mdp, f: Callable, k: np.ndarray, space: WSpace, T: int):
         stackh = PHf @ np.hstack([n0, n1, f0])
         PHn0, PHn1, PHf0 = np.split(stackh, 3, axis=1)
         PH2n0 = PH2f @ n0
-        c = lambda v: v[:, None]  # noqa: E731
+        c = lambda v: v[:, None]
         cross += (c(a2 + ff * a1) * Pn0 + c(2 * a1 * gt + ff * a0 * gt) * PHn0 + c(2 * a1 * B + ff * a0 * B) * Pn1
                   + c(a0 * gt * gt) * PH2n0 + c(2 * a0 * gt * B) * PHn1 + c(a0 * B * B) * Pn2
                   + c(a1 + ff * a0) * Pf0 + c(a0 * gt) * PHf0 + c(a0 * B) * Pf1)
