@@ -66,7 +66,7 @@ def main(argv=None):
         theta = rng.normal(size=pol.theta_shape)
         for name in ("reward_to_go", "gae"):
             opts = options(name, mdp, pol, theta, 100)
-            sec, mb = measure(lambda: exact_moments(mdp, pol, theta, name, 100, **opts))
+            sec, mb = measure(lambda m=mdp, p=pol, th=theta, n=name, o=opts: exact_moments(m, p, th, n, 100, **o))
             rows.append((label, name, "recursion", 100, sec, mb))
     mdp = envs.garnet(20, 4, 3, gamma=0.99, rng=0)
     pol = tpg.TabularSoftmax(20, 4)
@@ -80,9 +80,9 @@ def main(argv=None):
                 break
             H += 1
         opts = options(name, mdp, pol, theta, H)
-        sec, mb = measure(lambda: exact_moments(mdp, pol, theta, name, H, method="enumerate", **opts))
+        sec, mb = measure(lambda n=name, h=H, o=opts: exact_moments(mdp, pol, theta, n, h, method="enumerate", **o))
         rows.append(("Garnet(20,4,3) tabular", name, "enumeration (largest H)", H, sec, mb))
-        sec, mb = measure(lambda: exact_moments(mdp, pol, theta, name, H, **opts))
+        sec, mb = measure(lambda n=name, h=H, o=opts: exact_moments(mdp, pol, theta, n, h, **o))
         rows.append(("Garnet(20,4,3) tabular", name, "recursion", H, sec, mb))
     head = ("MDP / policy", "estimator", "method", "H", "seconds", "peak MB")
     body = [(a, b, c, str(h), f"{s:.4f}", f"{m:.2f}") for a, b, c, h, s, m in rows]

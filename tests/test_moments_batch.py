@@ -133,8 +133,31 @@ def test_optimal_state_baseline(est, policy_kind):
     for d in rng.normal(size=(4, 5)):
         assert tr(b + d) - best == pytest.approx(d @ Q @ d, rel=1e-8, abs=1e-12 * t0)
         assert d @ Q @ d > 0
-    if policy_kind == "tabular":
-        assert np.abs(Q - np.diag(np.diag(Q))).max() < 1e-12 * np.abs(Q).max()   # rows of the score
+    assert np.count_nonzero(Q - np.diag(np.diag(Q))) == 0      # diagonal for every policy class
+
+
+@pytest.mark.parametrize("policy_kind", ["tabular", "linear"])
+@pytest.mark.parametrize("est", ESTIMATORS)
+def test_optimal_time_state_baseline(est, policy_kind):
+    """Time-state baselines b[t, s] on a terminal MDP with gamma = 1 (truncated at 5): the
+    quadratic is exact (exact_moments at random b), b* = c / diag(Q) beats the optimal
+    state baseline and the time-indexed V_t^pi, and perturbations cost d^T Q d."""
+    from tabularpg._verify_mc import _terminal_mdp
+
+    mdp, H = _terminal_mdp(), 5
+    rng = np.random.default_rng(7)
+    pol = TabularSoftmax(3, 2) if policy_kind == "tabular" else LinearSoftmax(rng.normal(size=(3, 2, 2)))
+    theta = rng.normal(size=pol.theta_shape)
+    tr = lambda b: float(np.trace(exact_moments(mdp, pol, theta, est, H, baseline=b).cov))  # noqa: E731
+    t0, c, Q = baseline_quadratic(mdp, pol, theta, est, H, kind="time_state")
+    b = optimal_baseline(mdp, pol, theta, est, H, kind="time_state")
+    assert b.shape == (H, 3) and Q.shape == (3 * H, 3 * H)
+    for d in rng.normal(size=(3, H, 3)):
+        x = (b + d).ravel()
+        assert tr(b + d) == pytest.approx(t0 - 2 * c @ x + x @ Q @ x, rel=1e-10)
+    v_t = exact.analyze(mdp.replace(horizon=H), pol.probs(theta)).v            # (H, S)
+    best = tr(b)
+    assert best <= tr(optimal_baseline(mdp, pol, theta, est, H, kind="state")) and best <= tr(v_t)
 
 
 @given(problems(max_states=3, max_actions=2, max_horizon=3, kinds=("finite",)))

@@ -1,20 +1,23 @@
-r"""Exact variance-minimizing baselines: constant (per component) and state-dependent.
+r"""Exact variance-minimizing baselines: constant (per component), state and time-state.
 
-For ``reinforce``, ``reward_to_go`` and ``reward_to_go_undiscounted`` a baseline ``b``
-enters as :math:`X(b) = X_0 - \sum_s b_s Y_s` with :math:`X_0` the estimate without
-baseline and :math:`Y_s = C V_s`, :math:`V_s = \sum_t m_t 1\{s_t = s\} e_{(s_t, a_t)}`
-(:math:`m_t = \gamma^t` for ``reward_to_go``, 1 otherwise) the baseline's multiplier in
-the weight table, ``C`` the policy's contraction. Every :math:`Y_s` has mean zero, so
+For ``reinforce``, ``reward_to_go`` and ``reward_to_go_undiscounted`` a time-state
+baseline ``b`` enters as :math:`X(b) = X_0 - \sum_{t,s} b_{t,s} Y_{t,s}` with :math:`X_0`
+the estimate without baseline and :math:`Y_{t,s} = m_t 1\{s_t = s\} \nabla\log\pi(a_t|s_t)`
+the baseline's multiplier (:math:`m_t = \gamma^t` for ``reward_to_go``, 1 otherwise; a
+state baseline is :math:`b_{t,s} = b_s`). Every :math:`Y_{t,s}` has mean zero, so
 
 .. math::
     \mathrm{tr}\,\mathrm{Cov}\,X(b) = t_0 - 2 c^\top b + b^\top Q b, \qquad
-    c_s = E[X_0^\top Y_s], \quad Q_{ss'} = E[Y_s^\top Y_{s'}],
+    c_{t,s} = E[X_0^\top Y_{t,s}], \quad Q = \mathrm{diag}(E\|Y_{t,s}\|^2),
 
-an exact quadratic whose minimizers solve :math:`Q b = c` (``Q`` is diagonal for
-tabular policies: the score of ``(s, a)`` lives in row ``s``). ``c`` and ``Q`` are
-block sums of :math:`C^\top C \odot E[W_0 V^\top]` and :math:`C^\top C \odot E[V V^\top]`,
-cross moments of two weight tables given by one recursion pass
-(:func:`tabularpg.moments.recursion.tail_pair`).
+an exact quadratic. ``Q`` is diagonal for every policy class (multipliers at different
+steps are uncorrelated because the score has mean zero given the past; at one step only
+the current state's is nonzero), so the minimizer is :math:`b^*_{t,s} = c_{t,s}/Q_{t,s}`,
+and :math:`b^*_s = \sum_t c_{t,s} / \sum_t Q_{t,s}` for a state baseline; any other ``b``
+pays :math:`(b - b^*)^\top Q (b - b^*)`. ``c`` needs one backward pass (tail moments) and
+one forward pass (the past steps' terms and their coupling to the future return),
+:func:`tabularpg.moments.recursion.baseline_terms`. ``V^pi`` is one such baseline, so it
+is never better than ``b^*``.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from . import recursion as _rec
 
 __all__ = ["baseline_quadratic", "optimal_baseline"]
 
-_KINDS = ("constant", "state")
+_KINDS = ("constant", "state", "time_state")
 _ESTIMATORS = ("reinforce", "reward_to_go", "reward_to_go_undiscounted")
 
 
@@ -55,11 +58,8 @@ def _weight_moments(mdp, policy, theta, name, T):
     return WV, VV, C
 
 
-def baseline_quadratic(mdp, policy, theta, estimator="reward_to_go", horizon=None):
-    r"""The exact quadratic :math:`\mathrm{tr\,Cov}\,X(b) = t_0 - 2c^\top b + b^\top Q b`
-    of a state baseline ``b`` (S,); returns ``(t0, c, Q)`` with shapes ``()``, (S,),
-    (S, S). See the module docstring."""
-    from . import _check_common, _horizon, _name, exact_moments
+def _check(mdp, policy, theta, estimator, horizon):
+    from . import _check_common, _horizon, _name
 
     theta = _check_common(mdp, policy, theta)
     name = _name(estimator)
@@ -68,14 +68,35 @@ def baseline_quadratic(mdp, policy, theta, estimator="reward_to_go", horizon=Non
                               f"got {estimator!r}")
     T, _ = _horizon(mdp, horizon, name)
     if T is None:
-        raise ValidationError("the optimal state baseline needs a finite `horizon` (the sampling truncation)")
+        raise ValidationError("the optimal baseline needs a finite `horizon` (the sampling truncation)")
+    return theta, name, T
+
+
+def baseline_quadratic(mdp, policy, theta, estimator="reward_to_go", horizon=None, *, kind: str = "state"):
+    r"""The exact quadratic :math:`\mathrm{tr\,Cov}\,X(b) = t_0 - 2c^\top b + b^\top Q b` of a
+    state baseline ``b`` (S,) (``kind="state"``) or a time-state baseline flattened to
+    (T*S,) (``kind="time_state"``, row-major ``b[t, s]``); returns ``(t0, c, Q)``.
+
+    ``Q`` is diagonal for every policy class: the baseline's multipliers at different
+    steps are uncorrelated (the score has mean zero given the past) and at one step only
+    the current state's is nonzero. ``c`` comes from one backward and one forward pass
+    (:func:`tabularpg.moments.recursion.baseline_terms`).
+    """
+    from . import exact_moments
+
+    if kind not in ("state", "time_state"):
+        raise ValidationError(f"`kind` must be 'state' or 'time_state'; got {kind!r}")
+    theta, name, T = _check(mdp, policy, theta, estimator, horizon)
     S, A = mdp.n_states, mdp.n_actions
-    WV, VV, C = _weight_moments(mdp, policy, theta, name, T)
-    G = C.T @ C                                                     # (SA, SA), block-diagonal if tabular
-    c = (G * WV).reshape(S * A, S, A).sum(axis=(0, 2))
-    Q = (G * VV).reshape(S, A, S, A).sum(axis=(1, 3))
+    eye = np.eye(S * A).reshape(S * A, S, A)
+    psi = np.asarray(policy.contract_table(theta, eye)).reshape(S * A, -1)     # score table (S*A, p)
+    c, q = _rec.baseline_terms(mdp, policy.probs(theta), psi, name, T)
+    if kind == "state":
+        c, q = c.sum(0), q.sum(0)
+    else:
+        c, q = c.ravel(), q.ravel()
     t0 = float(np.trace(exact_moments(mdp, policy, theta, name, horizon).cov))
-    return t0, c, 0.5 * (Q + Q.T)
+    return t0, c, np.diag(q)
 
 
 def optimal_baseline(mdp, policy, theta, estimator="reinforce", horizon=None, *, kind: str = "constant",
@@ -88,14 +109,14 @@ def optimal_baseline(mdp, policy, theta, estimator="reinforce", horizon=None, *,
     estimator : {"reinforce", "reward_to_go", "reward_to_go_undiscounted"}
     horizon : int, optional
         The sampling horizon (the MDP's finite horizon by default).
-    kind : {"constant", "state"}
+    kind : {"constant", "state", "time_state"}
         ``"constant"`` (Greensmith, Bartlett and Baxter 2004): per parameter component
         :math:`b^*_i = E[X_i Y_i]/E[Y_i^2]` (``per_component=True``, shape
         (theta.size,)), or one constant :math:`E[X^\top Y]/E\|Y\|^2` (a float), with ``Y``
         the baseline's multiplier. ``"state"``: the state baseline
-        :math:`b^*` (S,) minimizing the trace of the covariance, a solution of
-        :math:`Q b = c` (:func:`baseline_quadratic`; least squares, minimum norm, where
-        ``Q`` is singular, e.g. unreachable states).
+        :math:`b^*` (S,) minimizing the trace of the covariance, ``c / diag(Q)`` of
+        :func:`baseline_quadratic` (0 at states never visited); ``"time_state"``: the
+        time-state baseline (T, S), likewise.
     per_component : bool
         ``kind="constant"`` only.
     method : {"auto", "recursion", "enumerate"}
@@ -104,7 +125,7 @@ def optimal_baseline(mdp, policy, theta, estimator="reinforce", horizon=None, *,
 
     Returns
     -------
-    ndarray of shape (theta.size,) or (S,), or float
+    ndarray of shape (theta.size,), (S,) or (T, S), or float
 
     References
     ----------
@@ -136,24 +157,16 @@ def optimal_baseline(mdp, policy, theta, estimator="reinforce", horizon=None, *,
         return optimal_constant_baseline(mdp, policy, theta, estimator, horizon, per_component=per_component,
                                          max_trajectories=max_trajectories)
     if method == "enumerate":
-        raise ValidationError("kind='state' is computed by the recursion; method='enumerate' is for kind='constant'")
+        raise ValidationError(f"kind={kind!r} is computed by the recursion; method='enumerate' is for kind='constant'")
     if kind == "constant":
-        from . import _check_common, _horizon, _name
-
-        theta = _check_common(mdp, policy, theta)
-        name = _name(estimator)
-        if name not in _ESTIMATORS:
-            raise ValidationError(f"`estimator` must be one of {_ESTIMATORS} (the estimators that take a "
-                                  f"baseline); got {estimator!r}")
-        T, _ = _horizon(mdp, horizon, name)
-        if T is None:
-            raise ValidationError("the optimal baseline needs a finite `horizon` (the sampling truncation)")
+        theta, name, T = _check(mdp, policy, theta, estimator, horizon)
         WV, VV, C = _weight_moments(mdp, policy, theta, name, T)
         xy = np.einsum("pi,ij,pj->p", C, WV, C)      # E[X_i Y_i]
         yy = np.einsum("pi,ij,pj->p", C, VV, C)      # E[Y_i^2]
         if not per_component:
             return float(xy.sum() / yy.sum()) if yy.sum() > 0 else 0.0
         return np.divide(xy, yy, out=np.zeros_like(xy), where=yy > 1e-300)
-    _, c, Q = baseline_quadratic(mdp, policy, theta, estimator, horizon)
-    b, *_ = np.linalg.lstsq(Q, c, rcond=1e-12)
-    return b
+    _, c, Q = baseline_quadratic(mdp, policy, theta, estimator, horizon, kind=kind)
+    q = np.diag(Q)
+    b = np.divide(c, q, out=np.zeros_like(c), where=q > 1e-300 * max(1.0, float(q.max(initial=0.0))))
+    return b if kind == "state" else b.reshape(-1, mdp.n_states)

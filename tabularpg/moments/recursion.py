@@ -56,7 +56,8 @@ import scipy.linalg as sla
 
 from .._validation import NumericalError, ShapeError, ValidationError, as_float_array
 
-__all__ = ["Plan", "WSpace", "random_horizon_moments", "reinforce_moments", "tail_moments", "tail_pair"]
+__all__ = ["Plan", "WSpace", "baseline_terms", "random_horizon_moments", "reinforce_moments", "tail_moments",
+           "tail_pair"]
 
 
 @dataclass(frozen=True)
@@ -440,3 +441,83 @@ def check_table(x, name, shapes):
         if arr.ndim == len(shp) and all(a is None or a == b for a, b in zip(shp, arr.shape)):
             return arr
     raise ShapeError(f"`{name}` must have one of the shapes {shapes}; got {arr.shape}")
+
+
+# ----------------------------------------------------------------------------- baseline terms
+def baseline_terms(mdp, pi, psi, name, T):
+    r"""Terms of the exact quadratic of a time-state baseline ``b[t, s]``:
+    ``c[t, s] = E[X_0^T Y_{t,s}]`` and ``q[t, s] = E[Y_{t,s}^T Y_{t,s}]``, with
+    :math:`Y_{t,s} = m_t 1\{s_t = s\} \psi(s_t, a_t)` the baseline's multiplier, ``psi``
+    (S*A, p) the score table; cross terms :math:`E[Y_{t,s}^\top Y_{u,s'}]` vanish (the
+    score has mean zero given the past, and ``s_t`` is one state), so
+    :math:`\mathrm{tr\,Cov}\,X(b) = t_0 - 2\sum c\,b + \sum q\,b^2`.
+
+    ``c`` splits :math:`X_0` at ``t`` into the tail (backward moments), the past terms and
+    the past terms' coupling to the future return (forward moments carried in ``p``-space).
+    """
+    mod = _Model(mdp)
+    S, A = mod.S, mod.A
+    SA = S * A
+    g = mod.gamma
+    P, Pf, R3 = mod.P, mod.Pf, mod.R3
+    PH = P * R3
+    PHf = PH * mod.nt[None, :]
+    p = psi.shape[1]
+    pif = pi.reshape(SA)
+    sq = np.einsum("xp,xp->x", psi, psi)                         # ||psi(x)||^2
+    mult = g ** np.arange(T) if name == "reward_to_go" else np.ones(T)
+    alpha = np.zeros((T, S))
+    alpha[0] = mod.mu
+    for t in range(T - 1):
+        alpha[t + 1] = (alpha[t][:, None] * pi).reshape(SA) @ Pf
+    # rows(w): (S*A, p) table w(x) psi(x); dot(Z): <Z(x), psi(x)>; rep(Z): state rows -> (s, a) rows
+    rows = lambda w: psi * w[:, None]  # noqa: E731
+    dot = lambda Z: np.einsum("xp,xp->x", Z, psi)  # noqa: E731
+    rep = lambda Z: np.repeat(Z, A, axis=0)  # noqa: E731
+    g1 = np.zeros((T, SA))
+    u1 = np.zeros(S)
+    reinforce = name == "reinforce"
+    qY = np.zeros((T, SA))
+    qGN = np.zeros((T, SA))
+    m = np.zeros((S, p))
+    n1 = np.zeros((S, p))
+    for t in range(T - 1, -1, -1):
+        g1[t] = PH.sum(1) + g * (Pf @ u1)
+        Pm = Pf @ m
+        if reinforce:        # m = E[N_t | s], n1 = E[G_t N_t | s]
+            qY[t] = sq + dot(Pm)
+            T1 = rows(g1[t]) + PHf @ m + g * (Pf @ n1)
+            qGN[t] = dot(T1)
+            n1 = _sum_a(pi, T1, S, A)
+            m = _sum_a(pi, rows(np.ones(SA)) + Pm, S, A)
+        else:                # m = E[Y_t | s], Y_t = sum_{u >= t} m_u G_u psi_u
+            EY = rows(mult[t] * g1[t]) + Pm
+            qY[t] = dot(EY)
+            m = _sum_a(pi, EY, S, A)
+        u1 = _sum_a(pi, g1[t], S, A)
+    c = np.zeros((T, S))
+    Abar = np.zeros((S, p))
+    Bbar = np.zeros((S, p))           # tail family: E[1 B_t]; REINFORCE: E[1 N_{<t}]
+    a1 = np.zeros(S)                  # REINFORCE: E[1 P_t]
+    for t in range(T):
+        w = (alpha[t][:, None] * pi).reshape(SA)
+        ab = dot(rep(Abar))
+        bb = dot(rep(Bbar))
+        if reinforce:
+            gt = g ** t
+            c[t] = _sum_a(pi, np.repeat(a1, A) * qY[t] + np.repeat(alpha[t], A) * gt * qGN[t] + ab
+                          + gt * g1[t] * bb, S, A)
+            # forward: N_{<t+1} = N_{<t} + psi_t; P_{t+1} N_{<t+1} = (P_t + g^t r_t)(N_{<t} + psi_t)
+            N_step = pif[:, None] * (rep(Bbar) + rows(np.repeat(alpha[t], A)))
+            A_step = pif[:, None] * (rep(Abar) + rows(np.repeat(a1, A)))
+            Abar = Pf.T @ A_step + gt * (PHf.T @ N_step)
+            a1 = Pf.T @ (pif * np.repeat(a1, A)) + gt * (PHf.T @ w)
+            Bbar = Pf.T @ N_step
+        else:
+            c[t] = mult[t] * _sum_a(pi, np.repeat(alpha[t], A) * qY[t] + ab + g1[t] * bb, S, A)
+            # forward: B_{t+1} = g (B_t + m_t psi_t); A_{t+1} = A_t + g^0 r_t (m_t psi_t + B_t)
+            step = pif[:, None] * (rep(Bbar) + rows(np.repeat(alpha[t], A) * mult[t]))
+            Abar = Pf.T @ (pif[:, None] * rep(Abar)) + PHf.T @ step
+            Bbar = g * (Pf.T @ step)
+    q = (mult ** 2)[:, None] * alpha * _sum_a(pi, sq, S, A)[None, :]
+    return c, q
