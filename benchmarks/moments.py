@@ -5,7 +5,9 @@ Rows: ``reward_to_go`` and ``gae`` (exact time-indexed critic) by the backward r
 H = 100 (tabular softmax), and on Garnet(200, 4, 3) at H = 100 with a linear softmax
 policy (d = 8; the recursion carries d-vectors); then trajectory enumeration
 (``method="enumerate"``) on Garnet(20, 4, 3) at the largest horizon it reaches within
-its default limit of 200 000 trajectories, with the recursion at the same horizon.
+its default limit of 200 000 trajectories, with the recursion at the same horizon; and
+the exact covariance of the RLOO batch mean (:func:`tabularpg.moments.exact_batch_moments`,
+N = 100) at H = 100.
 Targets: Garnet(20, 4, 3) H = 100 <= 0.2 s, Garnet(50, 4, 3) H = 100 <= 5 s.
 
 Seconds are the median of ``--repeat`` runs; peak memory is tracemalloc's peak (NumPy
@@ -35,7 +37,7 @@ def main(argv=None):
 
     import tabularpg as tpg
     from tabularpg import EnumerationTooLargeError, envs, exact
-    from tabularpg.moments import exact_moments
+    from tabularpg.moments import exact_batch_moments, exact_moments
 
     def measure(fn):
         times = []
@@ -68,6 +70,13 @@ def main(argv=None):
             opts = options(name, mdp, pol, theta, 100)
             sec, mb = measure(lambda m=mdp, p=pol, th=theta, n=name, o=opts: exact_moments(m, p, th, n, 100, **o))
             rows.append((label, name, "recursion", 100, sec, mb))
+    for S in (20, 50):
+        mdp = envs.garnet(S, 4, 3, gamma=0.99, rng=0)
+        pol = tpg.TabularSoftmax(S, 4)
+        theta = np.random.default_rng(1).normal(size=(S, 4))
+        sec, mb = measure(lambda m=mdp, p=pol, th=theta: exact_batch_moments(
+            m, p, th, "reward_to_go", 100, n_episodes=100, baseline="leave_one_out"))
+        rows.append((f"Garnet({S},4,3) tabular", "reward_to_go RLOO N=100", "batch recursion", 100, sec, mb))
     mdp = envs.garnet(20, 4, 3, gamma=0.99, rng=0)
     pol = tpg.TabularSoftmax(20, 4)
     theta = np.random.default_rng(1).normal(size=(20, 4))

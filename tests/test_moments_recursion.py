@@ -218,3 +218,17 @@ def test_bad_arguments():
         exact_moments(mdp, pol, th, "reinforce", 5)
     with pytest.raises(ValidationError, match="random_horizon"):
         exact_moments(mdp, pol, th, "random_horizon")
+
+
+@pytest.mark.parametrize("name", ["importance_trajectory", "importance_per_decision"])
+def test_importance_sampling_with_unsupported_actions(name):
+    """A behavior policy that never takes an action the target takes: the estimator is
+    biased, and the recursion (kernels restricted to b > 0) still equals enumeration."""
+    mdp = envs.garnet(3, 2, 2, rng=1, horizon=3, gamma=0.9)
+    pol = TabularSoftmax(3, 2)
+    theta = np.random.default_rng(8).normal(size=(3, 2))
+    beh = np.array([[1.0, 0.0], [0.5, 0.5], [0.2, 0.8]])
+    r = exact_moments(mdp, pol, theta, name, behavior=beh)
+    e = exact_moments(mdp, pol, theta, name, behavior=beh, method="enumerate")
+    assert _rel(r.mean, e.mean) < 1e-12 and _rel(r.second, e.second) < 1e-12
+    assert not np.allclose(r.mean, exact.policy_gradient(mdp, pol, theta).ravel(), atol=1e-3)

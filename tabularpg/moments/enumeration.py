@@ -11,13 +11,13 @@ batches, and
     E[X] = \sum_\tau p(\tau) X(\tau), \qquad
     \mathrm{Cov}[X] = \sum_\tau p(\tau) (X(\tau) - E X)(X(\tau) - E X)^\top .
 
-Batch-level baselines (``"mean"``, ``"leave_one_out"``, ``"optimal"``) couple the
-episodes of a batch, so a per-episode law does not describe them; they are refused here.
-What is enumerated for them instead: :func:`optimal_baseline` gives the exact
-population counterpart :math:`b^*_i = E[X_i Y_i] / E[Y_i^2]` of ``"optimal"`` (for
-REINFORCE :math:`Y = \nabla\log p(\tau)`, so :math:`b^*_i = E[s_i^2 G]/E[s_i^2]`), and
-the exact expectation of ``"mean"`` with N episodes is
-:func:`tabularpg.estimators.expected_mean_baseline` (``(1 - 1/N) grad J``).
+This is the independent check of the recursion (:mod:`tabularpg.moments.recursion`),
+usable on small cases only. Batch-level baselines (``"mean"``, ``"leave_one_out"``,
+``"optimal"``) couple the episodes of a batch, so a per-episode law does not describe
+them; see :func:`tabularpg.moments.exact_batch_moments`. :func:`optimal_constant_baseline`
+gives the population counterpart :math:`b^*_i = E[X_i Y_i] / E[Y_i^2]` of ``"optimal"`` by
+enumeration (for REINFORCE :math:`Y = \nabla\log p(\tau)`, so
+:math:`b^*_i = E[s_i^2 G]/E[s_i^2]`).
 """
 from __future__ import annotations
 
