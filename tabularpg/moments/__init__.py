@@ -13,8 +13,6 @@ r"""Exact moments of Monte Carlo gradient estimators.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .._validation import (
@@ -30,7 +28,7 @@ from ..estimators import BATCH_BASELINES, REGISTRY, Estimator
 from ..mdp import MDP
 from ..policies import Policy, TabularSoftmax
 from . import recursion as _rec
-from .enumeration import enumerate_moments, enumerate_trajectories
+from .enumeration import Moments, enumerate_moments, enumerate_trajectories
 
 __all__ = [
     "METHODS",
@@ -44,20 +42,6 @@ __all__ = [
 ]
 
 METHODS = ("auto", "recursion", "enumerate")
-
-
-@dataclass(frozen=True)
-class Moments:
-    """Exact ``mean`` (theta.size,), ``cov`` (theta.size, theta.size) and second moment
-    ``second`` of the per-episode estimate (of the batch mean, for
-    :func:`exact_batch_moments`); ``n_trajectories`` is the number of trajectories
-    enumerated (None for the recursion) and ``method`` how they were computed."""
-
-    mean: np.ndarray
-    cov: np.ndarray
-    second: np.ndarray
-    n_trajectories: int | None = None
-    method: str = "recursion"
 
 
 # ----------------------------------------------------------------------------- helpers

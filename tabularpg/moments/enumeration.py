@@ -42,12 +42,15 @@ __all__ = ["Moments", "enumerate_moments", "enumerate_trajectories", "optimal_co
 @dataclass(frozen=True)
 class Moments:
     """Exact ``mean`` (theta.size,), ``cov`` (theta.size, theta.size) and second moment
-    ``second`` of the per-episode estimate, from ``n_trajectories`` trajectories."""
+    ``second`` of the per-episode estimate (of the batch mean, for
+    :func:`~tabularpg.moments.exact_batch_moments`); ``n_trajectories`` is the number of
+    trajectories enumerated (None for the recursion) and ``method`` how they were computed."""
 
     mean: np.ndarray
     cov: np.ndarray
     second: np.ndarray
-    n_trajectories: int
+    n_trajectories: int | None = None
+    method: str = "recursion"
 
 
 def enumerate_trajectories(mdp: MDP, pi, horizon=None, *, max_trajectories: int = 200_000,
@@ -161,7 +164,8 @@ def enumerate_moments(mdp: MDP, policy: Policy, theta, estimator, horizon=None, 
     second = (X * prob[:, None]).T @ X
     D = X - mean
     cov = (D * prob[:, None]).T @ D
-    return Moments(mean=mean, cov=0.5 * (cov + cov.T), second=0.5 * (second + second.T), n_trajectories=prob.size)
+    return Moments(mean=mean, cov=0.5 * (cov + cov.T), second=0.5 * (second + second.T), n_trajectories=prob.size,
+                   method="enumerate")
 
 
 def optimal_constant_baseline(mdp: MDP, policy: Policy, theta, estimator="reinforce", horizon=None, *,
