@@ -26,8 +26,8 @@ with :math:`\tau_t = E[T_t]` (the exact time baseline),
 :math:`H_2 = \sum_{t,u} v_{ut} v_{tu}^\top`, :math:`v_{tu} = E[T_t Z_u]`
 (:math:`= \gamma^{u-t} E[G_u Z_u]` for :math:`u \ge t`; for :math:`u < t` a backward
 propagation of :math:`E[G_t | s_u]`). The first term is the per-episode covariance with
-the exact time baseline (:func:`~tabularpg.moments.exact_moments`); ``O(T^2 S^2 A)`` for
-the rest.
+the exact time baseline (:func:`~tabularpg.moments.exact_moments`); ``O(T^2 S A (S + p))``
+time and ``O(T (S A + p) + p^2)`` memory for the rest.
 
 The ``"optimal"`` batch baseline (leave-one-out ratio estimates :math:`\sum_{j\ne n}
 X_j Y_j / \sum_{j \ne n} Y_j^2`) is not a polynomial in the episodes: its mean is exact
@@ -153,18 +153,20 @@ def exact_batch_moments(mdp, policy, theta, estimator, horizon=None, *, n_episod
         E = (g ** np.arange(T)) @ e
         H2 = np.outer(E, E)
     else:
-        p = e.shape[1]
-        Varr = np.zeros((T, T, p))
+        # H2 = sum_{t,u} v_ut v_tu^T: diagonal t = u, and for t > u the pair
+        # v_tu (the past case, propagated backward) with v_ut = gamma^(t-u) e_t
+        H2 = e.T @ e
         Wmat = np.zeros((S, T))                                          # column t: w_{t,u+1}(s)
         Pf = mod.Pf
         for u in range(T - 1, -1, -1):
-            Varr[:u + 1, u] = (g ** (u - np.arange(u + 1)))[:, None] * e[u][None, :]
             if u + 1 < T:
                 Pw = Pf @ Wmat[:, u + 1:]                                 # (SA, T-u-1): E[G_t | x_u]
-                Varr[u + 1:, u] = proj((m_t[u] * p_tx[u][:, None] * Pw).T)
+                v_past = proj((m_t[u] * p_tx[u][:, None] * Pw).T)        # v_tu, t > u
+                v_fut = (g ** np.arange(1, T - u))[:, None] * e[u + 1:]   # v_ut = gamma^(t-u) e_t
+                X = v_past.T @ v_fut
+                H2 += X + X.T
                 Wmat[:, u + 1:] = np.einsum("sa,sak->sk", pi, Pw.reshape(S, A, -1))
             Wmat[:, u] = u1[u]
-        H2 = Varr.transpose(1, 0, 2).reshape(T * T, p).T @ Varr.reshape(T * T, p)
     if space.psi is None:
         K = H2.copy()
         K[np.diag_indices_from(K)] += diag13
