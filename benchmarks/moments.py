@@ -3,7 +3,8 @@
 Rows: ``reward_to_go`` and ``gae`` (exact time-indexed critic) by the backward recursion
 (:func:`tabularpg.moments.exact_moments`) on Garnet(20, 4, 3) and Garnet(50, 4, 3) at
 H = 100 (tabular softmax), and on Garnet(200, 4, 3) at H = 100 with a linear softmax
-policy (d = 8; the recursion carries d-vectors); then trajectory enumeration
+policy (d = 8; the recursion carries d-vectors), and on a sparse Garnet(5000, 4, 3) with
+the same policy class; then trajectory enumeration
 (``method="enumerate"``) on Garnet(20, 4, 3) at the largest horizon it reaches within
 its default limit of 200 000 trajectories, with the recursion at the same horizon; and
 the exact covariance of the RLOO batch mean (:func:`tabularpg.moments.exact_batch_moments`,
@@ -60,7 +61,8 @@ def main(argv=None):
     rows = []
     cases = [("Garnet(20,4,3) tabular", envs.garnet(20, 4, 3, gamma=0.99, rng=0), None),
              ("Garnet(50,4,3) tabular", envs.garnet(50, 4, 3, gamma=0.99, rng=0), None),
-             ("Garnet(200,4,3) linear d=8", envs.garnet(200, 4, 3, gamma=0.99, rng=0), 8)]
+             ("Garnet(200,4,3) linear d=8", envs.garnet(200, 4, 3, gamma=0.99, rng=0), 8),
+             ("Garnet(5000,4,3) sparse, linear d=8", envs.garnet(5000, 4, 3, gamma=0.99, rng=0, sparse=True), 8)]
     for label, mdp, d in cases:
         S, A = mdp.n_states, mdp.n_actions
         rng = np.random.default_rng(1)

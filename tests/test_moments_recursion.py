@@ -85,7 +85,7 @@ def test_recursion_equals_enumeration(name, case, policy_kind):
         assert _rel(r.cov, e.cov) < 1e-10, label
 
 
-@given(problems(max_states=3, max_actions=2, max_horizon=3, kinds=("finite", "terminal", "discounted")))
+@given(problems(max_states=3, max_actions=2, max_horizon=3, kinds=("finite", "terminal", "discounted"), sparse=None))
 @settings(max_examples=15)
 def test_recursion_equals_enumeration_on_random_mdps(problem):
     """Property: on any small MDP (dense or sparse P, R(s,a) or R(s,a,s')), reward-to-go
@@ -232,3 +232,23 @@ def test_importance_sampling_with_unsupported_actions(name):
     e = exact_moments(mdp, pol, theta, name, behavior=beh, method="enumerate")
     assert _rel(r.mean, e.mean) < 1e-12 and _rel(r.second, e.second) < 1e-12
     assert not np.allclose(r.mean, exact.policy_gradient(mdp, pol, theta).ravel(), atol=1e-3)
+
+
+class _GenericLinear(LinearSoftmax):
+    """A linear policy through the generic path (its contraction is "overridden")."""
+
+    def contract_table(self, theta, w_sa, *, pi=None):
+        return super().contract_table(theta, w_sa, pi=pi)
+
+
+def test_generic_policy_path_equals_linear_fast_path():
+    """Policies are reached only through contract_table: the score table built from unit
+    tables (in chunks) gives the moments of the closed-form linear score table; on a
+    sparse MDP."""
+    mdp = envs.garnet(30, 3, 2, rng=0, gamma=0.9, sparse=True)
+    phi = np.random.default_rng(0).normal(size=(30, 3, 4))
+    theta = np.random.default_rng(1).normal(size=4)
+    for name, opts in [("reward_to_go", {"baseline": 0.2}), ("gae", {"critic": np.ones(30)})]:
+        a = exact_moments(mdp, LinearSoftmax(phi), theta, name, 20, **opts)
+        b = exact_moments(mdp, _GenericLinear(phi), theta, name, 20, **opts)
+        np.testing.assert_allclose(b.cov, a.cov, rtol=1e-12, atol=1e-14 * np.abs(a.cov).max())

@@ -26,7 +26,7 @@ from .._validation import (
 )
 from ..estimators import BATCH_BASELINES, REGISTRY, Estimator
 from ..mdp import MDP
-from ..policies import Policy, TabularSoftmax
+from ..policies import LinearSoftmax, Policy, TabularSoftmax
 from . import recursion as _rec
 from .enumeration import Moments, enumerate_moments, enumerate_trajectories
 
@@ -59,9 +59,24 @@ def _space(policy: Policy, theta, S, A):
     """Weight-table space for tabular policies (or when p >= S*A), else the score table."""
     if isinstance(policy, TabularSoftmax) or policy.n_params >= S * A:
         return _rec.WSpace(None, S, A)
-    eye = np.eye(S * A).reshape(S * A, S, A)
-    psi = np.asarray(policy.contract_table(theta, eye)).reshape(S * A, -1)
-    return _rec.WSpace(psi, S, A)
+    return _rec.WSpace(_score_table(policy, theta, S, A), S, A)
+
+
+def _score_table(policy, theta, S, A):
+    """Scores of every (s, a), shape (S*A, theta.size): ``contract_table`` of the unit
+    tables, in chunks that keep the (chunk, S, A) input near 4e6 entries."""
+    SA = S * A
+    if isinstance(policy, LinearSoftmax) and type(policy).contract_table is Policy.contract_table:
+        phi = policy.phi                     # score(s, a) = phi(s, a) - sum_b pi(b|s) phi(s, b)
+        return (phi - np.einsum("sb,sbd->sd", policy.probs(theta), phi)[:, None, :]).reshape(SA, -1)
+    step = max(1, min(SA, 4_000_000 // SA))
+    out = np.empty((SA, policy.n_params))
+    for i in range(0, SA, step):
+        k = min(step, SA - i)
+        unit = np.zeros((k, SA))
+        unit[np.arange(k), i + np.arange(k)] = 1.0
+        out[i:i + k] = np.asarray(policy.contract_table(theta, unit.reshape(k, S, A))).reshape(k, -1)
+    return out
 
 
 def _to_theta(policy, theta, space, mean, second):
@@ -164,18 +179,19 @@ def _plan(name, mdp: MDP, pi, T, truncated, options, behavior):
     """The :class:`~tabularpg.moments.recursion.Plan` of a tail-family estimator."""
     S, A = mdp.n_states, mdp.n_actions
     g = mdp.gamma
-    R3 = (mdp.R if mdp.R.ndim == 3 else np.broadcast_to(mdp.r_sa[:, :, None], (S, A, S))).astype(float)
+    mod = _rec._Model(mdp)
+    r_e = mod.r                     # rewards on the stored transitions (see recursion._Model)
     disc = lambda t: g ** t
     none = lambda t: None
     if name in ("reward_to_go", "reward_to_go_undiscounted"):
         zeta = g if name == "reward_to_go" else 1.0
         bfn, timed = _baseline_fn(options.get("baseline"), S, T)
         f = none if bfn is None else (lambda t: -(zeta ** t) * np.repeat(bfn(t)[:, None], A, axis=1))
-        return _rec.Plan(f=f, eta=lambda t: zeta ** t, h=lambda t: R3, d=none, kappa=g, k1=pi, k2=pi,
+        return _rec.Plan(f=f, eta=lambda t: zeta ** t, h=lambda t: r_e, d=none, kappa=g, k1=pi, k2=pi,
                          zeta=None if timed else zeta)
     if name == "importance_per_decision":
         k1, k2 = _kernels_is(pi, behavior)
-        return _rec.Plan(f=none, eta=disc, h=lambda t: R3, d=none, kappa=g, k1=k1, k2=k2, zeta=g)
+        return _rec.Plan(f=none, eta=disc, h=lambda t: r_e, d=none, kappa=g, k1=k1, k2=k2, zeta=g)
     if name in ("q", "advantage", "all_action"):
         if options.get("critic") is None:
             raise ValidationError(f"estimator {name!r} needs `critic` (Q of shape (S, A) or (T, S, A))")
@@ -199,11 +215,12 @@ def _plan(name, mdp: MDP, pi, T, truncated, options, behavior):
             raise ValidationError(f"estimator {name!r} needs `critic` (V of shape (S,) or (T+1, S))")
         vf, timed = _state_fn(options["critic"], "critic", S, T, extra_time=True)
         nt = mdp.nonterminal
+        rows_s, cols = mod.rows // A, mod.cols
 
-        def h(t):
+        def h(t):   # delta_t(s, a, s') = r + gamma V_{t+1}(s') [continues] - V_t(s), on the entries
             boot = T is None or t + 1 < T or truncated
             v_next = vf(t + 1) * nt if boot else np.zeros(S)
-            return R3 + g * v_next[None, None, :] - vf(t)[:, None, None]
+            return r_e + g * v_next[cols] - vf(t)[rows_s]
         if name == "td_residual":
             kappa = 0.0
         else:

@@ -82,14 +82,13 @@ def baseline_quadratic(mdp, policy, theta, estimator="reward_to_go", horizon=Non
     the current state's is nonzero. ``c`` comes from one backward and one forward pass
     (:func:`tabularpg.moments.recursion.baseline_terms`).
     """
-    from . import exact_moments
+    from . import _score_table, exact_moments
 
     if kind not in ("state", "time_state"):
         raise ValidationError(f"`kind` must be 'state' or 'time_state'; got {kind!r}")
     theta, name, T = _check(mdp, policy, theta, estimator, horizon)
     S, A = mdp.n_states, mdp.n_actions
-    eye = np.eye(S * A).reshape(S * A, S, A)
-    psi = np.asarray(policy.contract_table(theta, eye)).reshape(S * A, -1)     # score table (S*A, p)
+    psi = _score_table(policy, theta, S, A)                                   # (S*A, p)
     c, q = _rec.baseline_terms(mdp, policy.probs(theta), psi, name, T)
     if kind == "state":
         c, q = c.sum(0), q.sum(0)

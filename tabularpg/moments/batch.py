@@ -53,14 +53,13 @@ def _scalar_tails(mod, pi, T):
     S, A = mod.S, mod.A
     SA = S * A
     g = mod.gamma
-    P, Pf, R3 = mod.P, mod.Pf, mod.R3
-    PH = P * R3
-    PHf = PH * mod.nt[None, :]
-    eh, eh2 = PH.sum(1), (PH * R3).sum(1)
+    Pf, r = mod.Pf, mod.r
+    PHf = mod.weighted_f(r)
+    eh, eh2 = mod.rowsum(r), mod.rowsum(r * r)
     alpha = np.zeros((T, S))
     alpha[0] = mod.mu
     for t in range(T - 1):
-        alpha[t + 1] = (alpha[t][:, None] * pi).reshape(SA) @ Pf
+        alpha[t + 1] = mod.forward((alpha[t][:, None] * pi).reshape(SA))
     g1 = np.zeros((T, SA))
     u1 = np.zeros((T + 1, S))
     u2 = np.zeros((T + 1, S))

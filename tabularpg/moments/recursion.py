@@ -53,6 +53,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
+import scipy.sparse as sp
 
 from .._validation import NumericalError, ShapeError, ValidationError, as_float_array
 
@@ -108,8 +109,9 @@ class Plan:
     """The recursion ingredients of one estimator (see the module docstring).
 
     ``f(t)``, ``eta(t)``, ``h(t)`` and ``d(t)`` give the step's deterministic weight
-    (S, A) (or None), the tail multiplier, the tail increment (S, A, S) (or None) and the
-    all-action row (S, A) (or None); ``kappa`` the tail's decay; ``k1``/``k2`` the action
+    (S, A) (or None), the tail multiplier, the tail increment ``h(s, a, s')`` as its values
+    on the stored transitions of :class:`_Model` (or None) and the all-action row (S, A)
+    (or None); ``kappa`` the tail's decay; ``k1``/``k2`` the action
     kernels of first- and second-order moments (``pi`` on-policy); ``zeta`` the
     geometric time factor when the plan is stationary (f, eta, d = zeta^t x their t=0
     value, h independent of t), else None.
@@ -144,23 +146,55 @@ def _radius(M):
 
 
 class _Model:
-    """Dense arrays of the MDP used by every recursion."""
+    """The MDP's transitions as a CSR matrix (S*A, S) (dense MDPs too: Garnet-like rows
+    have few successors), with per-transition arrays aligned with its stored entries:
+    ``rows`` (the (s, a) row), ``cols`` (s'), ``r`` (the reward of the transition).
+    A function ``h(s, a, s')`` is passed around as its values on those entries, so
+    ``sum_s' P(s'|s,a) h(s,a,s') v(s')`` is one sparse product."""
 
     def __init__(self, mdp):
         S, A = mdp.n_states, mdp.n_actions
         self.S, self.A = S, A
-        self.P = mdp.P_dense().reshape(S * A, S)
+        P = sp.csr_matrix(mdp.P_flat(), dtype=float)
+        P.sum_duplicates()
+        P.eliminate_zeros()
+        P.sort_indices()
+        self.P = P
+        self.rows = np.repeat(np.arange(S * A), np.diff(P.indptr))
+        self.cols = P.indices
         self.nt = mdp.nonterminal
-        self.Pf = self.P * self.nt[None, :]                 # continue into a decision state
-        R = mdp.R if mdp.R.ndim == 3 else np.broadcast_to(mdp.r_sa[:, :, None], (S, A, S))
-        self.R3 = np.asarray(R, dtype=float).reshape(S * A, S)
+        self.Pf = self.weighted(self.nt[self.cols])          # continue into a decision state
+        self.PfT = self.Pf.T.tocsr()
+        if mdp.R.ndim == 3:
+            self.r = np.asarray(mdp.R, dtype=float).reshape(S * A, S)[self.rows, self.cols]
+        else:
+            self.r = np.asarray(mdp.r_sa, dtype=float).reshape(S * A)[self.rows]
         self.mu = np.asarray(mdp.mu, dtype=float)
         self.gamma = mdp.gamma
 
+    def weighted(self, w):
+        """CSR matrix with entries ``P(s'|s,a) w`` (``w`` aligned with the entries)."""
+        P = self.P
+        return sp.csr_matrix((P.data * w, P.indices, P.indptr), shape=P.shape)
+
+    def weighted_f(self, w):
+        """Like :meth:`weighted`, into decision states only."""
+        return self.weighted(w * self.nt[self.cols])
+
+    def rowsum(self, w):
+        """``sum_s' P(s'|s,a) w(s,a,s')``, shape (S*A,)."""
+        return np.bincount(self.rows, self.P.data * w, minlength=self.S * self.A)
+
+    def forward(self, w):
+        """``sum_{s,a} w(s,a) Pf(s'|s,a)``: shape (S,) or (S, k) for ``w`` (S*A,) or (S*A, k)."""
+        return self.PfT @ w
+
     def kernel_matrix(self, k):
-        """State-to-state matrix ``sum_a k(s, a) Pf(s, a, s')``."""
+        """Dense state-to-state matrix ``sum_a k(s, a) Pf(s, a, s')``."""
         S, A = self.S, self.A
-        return np.einsum("sa,sat->st", k, self.Pf.reshape(S, A, S))
+        mix = sp.csr_matrix((np.asarray(k, dtype=float).ravel(), np.arange(S * A), np.arange(0, S * A + 1, A)),
+                            shape=(S, S * A))
+        return (mix @ self.Pf).toarray()
 
 
 def _sum_a(k, x, S, A):
@@ -203,14 +237,14 @@ def tail_pair(mdp, pa: Plan, pb: Plan, space: WSpace, T: int):
     S, A = mod.S, mod.A
     SA = S * A
     p = space.width
-    P, Pf = mod.P, mod.Pf
+    Pf = mod.Pf
     k1, k2 = pa.k1, pa.k2
     mass1, mass2 = k1.sum(1), k2.sum(1)
     # forward law (second-order kernel): alpha[t, s]
     alpha = np.zeros((T, S))
     alpha[0] = mod.mu
     for t in range(T - 1):
-        alpha[t + 1] = (alpha[t][:, None] * k2).reshape(SA) @ Pf
+        alpha[t + 1] = mod.forward((alpha[t][:, None] * k2).reshape(SA))
     same = pa is pb
     ma = np.zeros((S, p))
     na = np.zeros((S, p))
@@ -236,11 +270,9 @@ def tail_pair(mdp, pa: Plan, pb: Plan, space: WSpace, T: int):
         Pma = Pf @ ma
         Pmb = Pma if same else Pf @ mb
         if h is not None:
-            hh = h.reshape(SA, S)
-            PH = P * hh
-            PHf = PH * mod.nt[None, :]
-            g1 = PH.sum(1) + kap * (Pf @ u1)
-            g2 = (PH * hh).sum(1) + 2 * kap * (PHf @ u1) + kap * kap * (Pf @ u2)
+            PHf = mod.weighted_f(h)
+            g1 = mod.rowsum(h) + kap * (Pf @ u1)
+            g2 = mod.rowsum(h * h) + 2 * kap * (PHf @ u1) + kap * kap * (Pf @ u2)
             Ta = PHf @ ma + kap * (Pf @ na)          # E[G_t Y_a' | x] - h-part: (PH m + kappa P n)
             Tb = Ta if same else PHf @ mb + kap * (Pf @ nb)
         else:
@@ -282,7 +314,7 @@ def _tail_stationary(mod, plan: Plan, space: WSpace):
     zeta = plan.zeta
     if zeta is None:
         raise ValidationError("untruncated moments (horizon=None) need time-independent critics and baselines")
-    P, Pf = mod.P, mod.Pf
+    Pf = mod.Pf
     k1, k2 = plan.k1, plan.k2
     M1, M2 = mod.kernel_matrix(k1), mod.kernel_matrix(k2)
     kap = plan.kappa
@@ -298,10 +330,8 @@ def _tail_stationary(mod, plan: Plan, space: WSpace):
     I = np.eye(S)
     alpha = _solve(I - zeta * zeta * M2.T, mod.mu, "forward occupancy sum_t zeta^2t alpha_t")
     if h is not None:
-        hh = h.reshape(SA, S)
-        PH = P * hh
-        PHf = PH * mod.nt[None, :]
-        eh, eh2 = PH.sum(1), (PH * hh).sum(1)
+        PHf = mod.weighted_f(h)
+        eh, eh2 = mod.rowsum(h), mod.rowsum(h * h)
         u1 = _solve(I - kap * M1, _sum_a(k1, eh, S, A), "E[G|s]")
         u2 = _solve(I - kap * kap * M2, _sum_a(k2, eh2 + 2 * kap * (PHf @ u1), S, A), "E[G^2|s]")
         g1 = eh + kap * (Pf @ u1)
@@ -348,10 +378,11 @@ def reinforce_moments(mdp, f: Callable, k: np.ndarray, space: WSpace, T: int):
     SA = S * A
     p = space.width
     g = mod.gamma
-    P, Pf, R3 = mod.P, mod.Pf, mod.R3
-    PH = P * R3
-    PHf = PH * mod.nt[None, :]
-    PH2f = PHf * R3
+    P, Pf, r = mod.P, mod.Pf, mod.r
+    PH = mod.weighted(r)
+    PHf = mod.weighted_f(r)
+    PH2 = mod.weighted(r * r)
+    PH2f = mod.weighted_f(r * r)
     kf = k.reshape(SA)
     # forward prefix moments a_j[t, s] = E[P_t^j 1{s_t = s}] (P_t = sum_{k<t} gamma^k r_k)
     a = np.zeros((T, 3, S))
@@ -360,9 +391,9 @@ def reinforce_moments(mdp, f: Callable, k: np.ndarray, space: WSpace, T: int):
         w = a[t][:, :, None] * k[None]                       # (3, S, A)
         w = w.reshape(3, SA)
         gt = g ** t
-        a[t + 1, 0] = w[0] @ Pf
-        a[t + 1, 1] = w[1] @ Pf + gt * (w[0] @ PHf)
-        a[t + 1, 2] = w[2] @ Pf + 2 * gt * (w[1] @ PHf) + gt * gt * (w[0] @ PH2f)
+        a[t + 1, 0] = mod.forward(w[0])
+        a[t + 1, 1] = mod.forward(w[1]) + gt * (PHf.T @ w[0])
+        a[t + 1, 2] = mod.forward(w[2]) + 2 * gt * (PHf.T @ w[1]) + gt * gt * (PH2f.T @ w[0])
     n0, n1, n2, f0, f1 = (np.zeros((S, p)) for _ in range(5))
     u1 = np.zeros(S)
     u2 = np.zeros(S)
@@ -370,7 +401,6 @@ def reinforce_moments(mdp, f: Callable, k: np.ndarray, space: WSpace, T: int):
     # kernel such as pi^2/b every path sum carries it; 1 at terminal states and at T)
     Zn = np.ones(S)
     term = mdp.terminal
-    PH2 = PH * R3
     own = np.zeros(SA)
     cross = np.zeros((SA, p))
     for t in range(T - 1, -1, -1):
@@ -416,15 +446,14 @@ def random_horizon_moments(mdp, pi, space: WSpace):
     S, A = mod.S, mod.A
     SA = S * A
     g = mod.gamma
-    P, Pf, R3 = mod.P, mod.Pf, mod.R3
-    PH = P * R3
-    PHf = PH * mod.nt[None, :]
+    Pf, r = mod.Pf, mod.r
+    PHf = mod.weighted_f(r)
     M = mod.kernel_matrix(pi)
     I = np.eye(S)
     d = _solve(I - g * M.T, mod.mu, "occupancy")
-    V = _solve(I - g * M, _sum_a(pi, PH.sum(1), S, A), "V")
-    Q = PH.sum(1) + g * (Pf @ V)
-    base = (PH * R3).sum(1) + 2 * g * (PHf @ V)
+    V = _solve(I - g * M, _sum_a(pi, mod.rowsum(r), S, A), "V")
+    Q = mod.rowsum(r) + g * (Pf @ V)
+    base = mod.rowsum(r * r) + 2 * g * (PHf @ V)
     w = _solve(I - g ** 1.5 * M, _sum_a(pi, base, S, A), "E[Qhat^2]")
     Q2 = base + g ** 1.5 * (Pf @ w)
     occ = (d[:, None] * pi).reshape(SA)
@@ -459,9 +488,9 @@ def baseline_terms(mdp, pi, psi, name, T):
     S, A = mod.S, mod.A
     SA = S * A
     g = mod.gamma
-    P, Pf, R3 = mod.P, mod.Pf, mod.R3
-    PH = P * R3
-    PHf = PH * mod.nt[None, :]
+    Pf, r = mod.Pf, mod.r
+    PHf = mod.weighted_f(r)
+    eh = mod.rowsum(r)
     p = psi.shape[1]
     pif = pi.reshape(SA)
     sq = np.einsum("xp,xp->x", psi, psi)                         # ||psi(x)||^2
@@ -469,7 +498,7 @@ def baseline_terms(mdp, pi, psi, name, T):
     alpha = np.zeros((T, S))
     alpha[0] = mod.mu
     for t in range(T - 1):
-        alpha[t + 1] = (alpha[t][:, None] * pi).reshape(SA) @ Pf
+        alpha[t + 1] = mod.forward((alpha[t][:, None] * pi).reshape(SA))
     # rows(w): (S*A, p) table w(x) psi(x); dot(Z): <Z(x), psi(x)>; rep(Z): state rows -> (s, a) rows
     rows = lambda w: psi * w[:, None]  # noqa: E731
     dot = lambda Z: np.einsum("xp,xp->x", Z, psi)  # noqa: E731
@@ -482,7 +511,7 @@ def baseline_terms(mdp, pi, psi, name, T):
     m = np.zeros((S, p))
     n1 = np.zeros((S, p))
     for t in range(T - 1, -1, -1):
-        g1[t] = PH.sum(1) + g * (Pf @ u1)
+        g1[t] = eh + g * (Pf @ u1)
         Pm = Pf @ m
         if reinforce:        # m = E[N_t | s], n1 = E[G_t N_t | s]
             qY[t] = sq + dot(Pm)
@@ -510,14 +539,14 @@ def baseline_terms(mdp, pi, psi, name, T):
             # forward: N_{<t+1} = N_{<t} + psi_t; P_{t+1} N_{<t+1} = (P_t + g^t r_t)(N_{<t} + psi_t)
             N_step = pif[:, None] * (rep(Bbar) + rows(np.repeat(alpha[t], A)))
             A_step = pif[:, None] * (rep(Abar) + rows(np.repeat(a1, A)))
-            Abar = Pf.T @ A_step + gt * (PHf.T @ N_step)
-            a1 = Pf.T @ (pif * np.repeat(a1, A)) + gt * (PHf.T @ w)
-            Bbar = Pf.T @ N_step
+            Abar = mod.forward(A_step) + gt * (PHf.T @ N_step)
+            a1 = mod.forward(pif * np.repeat(a1, A)) + gt * (PHf.T @ w)
+            Bbar = mod.forward(N_step)
         else:
             c[t] = mult[t] * _sum_a(pi, np.repeat(alpha[t], A) * qY[t] + ab + g1[t] * bb, S, A)
             # forward: B_{t+1} = g (B_t + m_t psi_t); A_{t+1} = A_t + g^0 r_t (m_t psi_t + B_t)
             step = pif[:, None] * (rep(Bbar) + rows(np.repeat(alpha[t], A) * mult[t]))
-            Abar = Pf.T @ (pif[:, None] * rep(Abar)) + PHf.T @ step
-            Bbar = g * (Pf.T @ step)
+            Abar = mod.forward(pif[:, None] * rep(Abar)) + PHf.T @ step
+            Bbar = g * mod.forward(step)
     q = (mult ** 2)[:, None] * alpha * _sum_a(pi, sq, S, A)[None, :]
     return c, q
