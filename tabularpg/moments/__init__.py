@@ -304,8 +304,8 @@ def exact_moments(mdp: MDP, policy: Policy, theta, estimator, horizon=None, *, m
         geometric horizons (None or "geometric").
     method : {"auto", "recursion", "enumerate"}
         ``"recursion"``: backward recursion over time (:mod:`tabularpg.moments.recursion`),
-        ``O(T S^2 A p)`` time and ``O(S p + T S)`` memory with ``p = S A`` for tabular
-        policies and ``p = theta.size`` for smaller ones. ``"enumerate"``: every trajectory
+        ``O(T (nnz(P) + S A) p)`` time and ``O(nnz(P) + S p + p^2 + T S)`` memory with
+        ``p = S A`` for tabular policies and ``p = theta.size`` for smaller ones. ``"enumerate"``: every trajectory
         (the independent check; small cases only). ``"auto"``: the recursion for every
         registered estimator, enumeration for an unregistered one.
     behavior : ndarray of shape (S, A) or (Policy, theta), optional

@@ -26,11 +26,12 @@ time ``t`` (with the prefix moments :math:`E[P_t^j 1\{s_t = s\}]`, ``j <= 2``) a
 (and, for REINFORCE, :math:`E[G^k N|s]`, :math:`E[G^k F|s]` with ``N`` the tail sum of
 scores and ``F`` of baseline terms). Each backward moment at ``t`` is linear in the same
 moments at ``t + 1`` (e.g. :math:`E[Y_t|s] = \sum_a \pi(a|s)(E[c_t|s,a] e_{(s,a)} +
-\sum_{s'} P(s'|s,a) E[Y_{t+1}|s'])`), so one pass costs ``O(T S^2 A p)`` with ``p`` the
-width of the vectors carried: ``S A`` for tabular policies (the weight-table space; the
-score of ``(s, a)`` lives in row ``s``, so the contraction is applied once at the end)
-or ``d`` for policies with few parameters (the score table ``(S A, d)`` is applied to
-every vector, and no ``S A``-sized second moment is formed).
+\sum_{s'} P(s'|s,a) E[Y_{t+1}|s'])`), so one pass costs ``O(T (nnz(P) + S A) p)``
+(transitions are kept as a sparse matrix) with ``p`` the width of the vectors carried:
+``S A`` for tabular policies (the weight-table space; the score of ``(s, a)`` lives in
+row ``s``, so the contraction is applied once at the end) or ``d`` for policies with few
+parameters (the score table ``(S A, d)`` is applied to every vector, and no
+``S A``-sized second moment is formed).
 
 Importance sampling under a behavior policy ``b`` changes only the action kernels:
 moments of first order in the ratios :math:`\rho = \pi/b` weight actions by
