@@ -8,7 +8,8 @@ r"""Exact moments of Monte Carlo gradient estimators.
 * :func:`exact_batch_moments` — exact mean and covariance of the N-episode estimate
   ``.mean`` for the batch-coupled baselines ``"mean"`` and ``"leave_one_out"``.
 * :func:`optimal_baseline` — the variance-minimizing constant (Greensmith, Bartlett and
-  Baxter 2004) or state-dependent baseline, exactly.
+  Baxter 2004), state or time-state baseline, exactly; :func:`baseline_quadratic` the
+  exact trace of the covariance as a quadratic in a (time-)state baseline.
 * :func:`recursion_checks` — recursion = enumeration, the rows of ``tabularpg verify``.
 """
 from __future__ import annotations
