@@ -187,14 +187,15 @@ def _cmd_study(args) -> int:
         agg.setdefault((r["estimator"], r["n_episodes"]), []).append(r)
     lines = [f"{args.mdp}: {args.repeats} repeat(s) per cell, seed {args.seed}; means over repeats",
              f"{'estimator':26} {'N':>6} {'|E-grad J|':>10} {'bias p':>9} {'var/ep MC':>11} {'var/ep exact':>12} "
-             f"{'MSE':>10} {'cosine':>7}"]
+             f"{'MSE':>10} {'MSE exact':>10} {'cosine':>7}"]
     table = []
     for (name, n), rs in agg.items():
         m = {k: float(np.nanmean([r[k] for r in rs])) if not all(np.isnan(r[k]) for r in rs) else float("nan")
-             for k in ("bias_exact_norm", "bias_p", "var_sampled", "var_exact", "mse", "cosine")}
+             for k in ("bias_exact_norm", "bias_p", "var_sampled", "var_exact", "var_mean_exact", "mse", "mse_exact",
+                       "cosine")}
         table.append({"estimator": name, "n_episodes": n, **m})
         lines.append(f"{name:26} {n:6d} {m['bias_exact_norm']:10.3g} {m['bias_p']:9.3g} {m['var_sampled']:11.4g} "
-                     f"{m['var_exact']:12.4g} {m['mse']:10.3g} {m['cosine']:7.3f}")
+                     f"{m['var_exact']:12.4g} {m['mse']:10.3g} {m['mse_exact']:10.3g} {m['cosine']:7.3f}")
     if args.out:
         sweep.write_table(rows, args.out)
     _emit(args, {"mdp": args.mdp, "rows": rows, "summary": table}, "\n".join(lines))
@@ -204,25 +205,25 @@ def _cmd_study(args) -> int:
 
 
 def _plot_study(path, table, rows, title):
-    """Left: variance of the batch mean vs N with the exact 1/N line. Right: squared error
-    to grad J per repeat with its exact expectation ||bias||^2 + tr(Cov)/N."""
+    """Left: variance of the batch mean vs N with its exact value (tr Cov / N, or the exact
+    batch covariance for batch-coupled baselines). Right: squared error to grad J per repeat
+    with its exact expectation ||bias||^2 + tr Cov(mean)."""
     import numpy as np
 
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for i, name in enumerate(sorted({t["estimator"] for t in table})):
         color = f"C{i}"
-        pts = sorted((t["n_episodes"], t["var_sampled"], t["var_exact"], t["bias_exact_norm"])
+        pts = sorted((t["n_episodes"], t["var_sampled"], t["var_mean_exact"], t["mse_exact"])
                      for t in table if t["estimator"] == name)
         n = np.array([p[0] for p in pts], float)
         ax1.loglog(n, [p[1] / p[0] for p in pts], "o", color=color, label=f"{name} (Monte Carlo)")
         errs = [(r["n_episodes"], r["mse"]) for r in rows if r["estimator"] == name]
         ax2.loglog([e[0] for e in errs], [e[1] for e in errs], ".", color=color, label=f"{name} (per repeat)")
-        if np.isfinite(pts[0][2]):
-            grid = np.geomspace(n.min(), n.max(), 50)
-            ax1.loglog(grid, pts[0][2] / grid, "-", color=color, alpha=0.6, label=f"{name}: exact tr Cov / N")
-            ax2.loglog(grid, pts[0][3] ** 2 + pts[0][2] / grid, "-", color=color, alpha=0.6,
-                       label=f"{name}: exact ||bias||^2 + tr Cov / N")
+        if all(np.isfinite(p[2]) for p in pts):  # exact at every N (batch-coupled baselines too)
+            ax1.loglog(n, [p[2] for p in pts], "-", color=color, alpha=0.6, label=f"{name}: exact tr Cov(mean)")
+            ax2.loglog(n, [p[3] for p in pts], "-", color=color, alpha=0.6,
+                       label=f"{name}: exact ||bias||^2 + tr Cov(mean)")
     ax1.set_xlabel("batch size N")
     ax1.set_ylabel("variance of the batch mean (trace)")
     ax1.legend(fontsize=7)

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ._validation import EnumerationTooLargeError, ValidationError, check_int
+from ._validation import ValidationError, check_int
 
 __all__ = [
     "BACKENDS",
@@ -116,6 +116,38 @@ def _estimator_setup(name, mdp, horizon, pol, theta):
     return m, opts, sample_kw
 
 
+#: Largest recursion cost ``T S^2 A p`` (p = S*A for a tabular policy) ``study`` computes
+#: exact moments for; beyond it the exact columns are NaN.
+EXACT_BUDGET = 2e10
+
+
+def _exact_variance(task, mdp, horizon, pol, theta, opts, sample_kw):
+    """Exact per-episode ``tr Cov`` and covariance (batch-coupled baselines: N times the
+    batch mean's), the exact ``tr Cov`` of the batch mean and the exact mean of the batch
+    estimate, by the recursion of :mod:`tabularpg.moments`; NaN when it is too costly."""
+    from .estimators import BATCH_BASELINES
+    from .moments import exact_batch_moments, exact_moments
+
+    N = task.n_episodes
+    S, A = mdp.n_states, mdp.n_actions
+    T = 1 if task.estimator == "random_horizon" else horizon
+    if T * S * S * A * S * A > EXACT_BUDGET:
+        return np.nan, None, np.nan, np.full(pol.n_params, np.nan)
+    baseline = opts.get("baseline")
+    if isinstance(baseline, str) and baseline in BATCH_BASELINES:
+        if baseline == "optimal":
+            return np.nan, None, np.nan, np.full(pol.n_params, np.nan)
+        rest = {k: v for k, v in opts.items() if k != "baseline"}
+        mom = exact_batch_moments(mdp, pol, theta, task.estimator, horizon, n_episodes=N, baseline=baseline,
+                                  **rest)
+        tr = float(np.trace(mom.cov))
+        return N * tr, N * mom.cov, tr, mom.mean
+    h = None if task.estimator == "random_horizon" else horizon
+    mom = exact_moments(mdp, pol, theta, task.estimator, h, behavior=sample_kw.get("behavior"), **opts)
+    tr = float(np.trace(mom.cov))
+    return tr, mom.cov, tr / N, mom.mean
+
+
 def study_task(task: Task, seed_seq) -> dict:
     r"""Run one study cell; returns a flat dict (one row of the tidy table).
 
@@ -130,15 +162,17 @@ def study_task(task: Task, seed_seq) -> dict:
     :func:`tabularpg.estimators.expected`); ``bias_exact_norm`` :math:`\|E[\hat g] - \nabla J\|`;
     ``mc_mean_norm`` :math:`\|\bar g\|`; ``bias_z`` the largest coordinate-wise
     :math:`|\bar g_i - E[\hat g_i]| / (s_i / \sqrt N)` over the coordinates that vary; ``bias_chi2, bias_dof, bias_p`` the joint
-    chi-square test of :math:`E[\hat g]` (exact covariance when trajectories can be
-    enumerated, else Hotelling with N >= 10 dim, else NaN); ``var_sampled`` and
-    ``var_exact`` the trace of the per-episode covariance; ``mse``
-    :math:`\|\bar g - \nabla J\|^2`; ``cosine`` between :math:`\bar g` and :math:`\nabla J`;
+    chi-square test of :math:`E[\hat g]` (exact covariance from the recursion of
+    :mod:`tabularpg.moments` when affordable, else Hotelling with N >= 10 dim, else NaN); ``var_sampled`` and
+    ``var_exact`` the trace of the per-episode covariance (exact, by the recursion of
+    :mod:`tabularpg.moments`; for batch-coupled baselines N times that of the batch mean);
+    ``var_mean_exact`` the exact trace of the covariance of the batch mean; ``mse``
+    :math:`\|\bar g - \nabla J\|^2` and ``mse_exact`` its exact expectation
+    :math:`\|E\bar g - \nabla J\|^2 + \mathrm{tr\,Cov}\,\bar g`; ``cosine`` between :math:`\bar g` and :math:`\nabla J`;
     ``checksum`` :math:`\sum |\hat g_{n,i}|` (bit-identity checks).
     """
     from . import estimators as E
     from . import exact
-    from .moments import exact_moments
     from .sampling import sample
     from .testing.assertions import unbiased_test
 
@@ -146,24 +180,18 @@ def study_task(task: Task, seed_seq) -> dict:
     m, opts, sample_kw = _estimator_setup(task.estimator, mdp, horizon, pol, theta)
     opts.update(task.options)
     rng = np.random.Generator(np.random.PCG64(seed_seq))
+    exp_opts = dict(opts, n_episodes=task.n_episodes) if opts.get("baseline") == "mean" else opts
     if task.estimator == "random_horizon":
         target = E.expected(task.estimator, mdp, pol, theta, **opts).ravel()
         grad = exact.policy_gradient(mdp, pol, theta).ravel()
     else:
-        target = E.expected(task.estimator, mdp, pol, theta, horizon=horizon, **opts).ravel()
+        target = E.expected(task.estimator, mdp, pol, theta, horizon=horizon, **exp_opts).ravel()
         grad = exact.policy_gradient(m, pol, theta).ravel()
     batch = sample(mdp, pol, theta, task.n_episodes, rng=rng, **sample_kw)
     X = E.estimate(batch, pol, theta, task.estimator, **opts).samples
     mean = X.mean(axis=0)
-    exact_var = np.nan
-    exact_cov = None
-    if task.estimator != "random_horizon":
-        try:
-            mom = exact_moments(mdp, pol, theta, task.estimator, horizon, max_trajectories=100_000,
-                                behavior=sample_kw.get("behavior"), **opts)
-            exact_var, exact_cov = float(np.trace(mom.cov)), mom.cov
-        except EnumerationTooLargeError:
-            pass
+    exact_var, exact_cov, var_mean_exact, mean_exact = _exact_variance(task, mdp, horizon, pol, theta, opts,
+                                                                       sample_kw)
     if exact_cov is not None:
         res = unbiased_test(X, target, cov=exact_cov)
     elif task.n_episodes >= 10 * X.shape[1]:  # Hotelling only with ample samples per dimension
@@ -193,7 +221,9 @@ def study_task(task: Task, seed_seq) -> dict:
         "bias_p": np.nan if res is None else float(res.p_value),
         "var_sampled": float(np.trace(np.cov(X, rowvar=False))) if X.shape[0] > 1 else np.nan,
         "var_exact": exact_var,
+        "var_mean_exact": var_mean_exact,
         "mse": float(err @ err),
+        "mse_exact": float(np.sum((mean_exact - grad) ** 2) + var_mean_exact),
         "cosine": cos,
         "checksum": float(np.sum(np.abs(X))),
     }

@@ -188,6 +188,11 @@ def run(*, seed: int = 0, monte_carlo: bool = True, quick: bool = True, mdps: di
     ``mdps`` (name -> MDP) replaces the built-ins for the exact and solver rows; the
     Monte Carlo rows always use their own small MDPs (exact moments need enumeration)."""
     rows = exact_checks(mdps, seed=seed) + solver_checks(mdps)
+    if mdps is None:  # recursion = enumeration on small MDPs of its own (enumerable)
+        from .moments import recursion_checks
+
+        rows += [Check("moments", r["identity"], r["formula"], r["mdp"], r["error"], r["tolerance"])
+                 for r in recursion_checks(seed=seed)]
     if monte_carlo:
         from ._verify_mc import monte_carlo_rows
 

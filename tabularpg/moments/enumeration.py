@@ -11,13 +11,13 @@ batches, and
     E[X] = \sum_\tau p(\tau) X(\tau), \qquad
     \mathrm{Cov}[X] = \sum_\tau p(\tau) (X(\tau) - E X)(X(\tau) - E X)^\top .
 
-Batch-level baselines (``"mean"``, ``"leave_one_out"``, ``"optimal"``) couple the
-episodes of a batch, so a per-episode law does not describe them; they are refused here.
-What is enumerated for them instead: :func:`optimal_baseline` gives the exact
-population counterpart :math:`b^*_i = E[X_i Y_i] / E[Y_i^2]` of ``"optimal"`` (for
-REINFORCE :math:`Y = \nabla\log p(\tau)`, so :math:`b^*_i = E[s_i^2 G]/E[s_i^2]`), and
-the exact expectation of ``"mean"`` with N episodes is
-:func:`tabularpg.estimators.expected_mean_baseline` (``(1 - 1/N) grad J``).
+This is the independent check of the recursion (:mod:`tabularpg.moments.recursion`),
+usable on small cases only. Batch-level baselines (``"mean"``, ``"leave_one_out"``,
+``"optimal"``) couple the episodes of a batch, so a per-episode law does not describe
+them; see :func:`tabularpg.moments.exact_batch_moments`. :func:`optimal_constant_baseline`
+gives the population counterpart :math:`b^*_i = E[X_i Y_i] / E[Y_i^2]` of ``"optimal"`` by
+enumeration (for REINFORCE :math:`Y = \nabla\log p(\tau)`, so
+:math:`b^*_i = E[s_i^2 G]/E[s_i^2]`).
 """
 from __future__ import annotations
 
@@ -25,29 +25,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import (
+from .._validation import (
     EnumerationTooLargeError,
     ValidationError,
     check_int,
     check_prob_table,
 )
-from .estimators import BATCH_BASELINES, estimate
-from .mdp import MDP
-from .policies import Policy
-from .sampling import Batch
+from ..estimators import BATCH_BASELINES, estimate
+from ..mdp import MDP
+from ..policies import Policy
+from ..sampling import Batch
 
-__all__ = ["Moments", "enumerate_trajectories", "exact_moments", "optimal_baseline"]
+__all__ = ["Moments", "enumerate_moments", "enumerate_trajectories", "optimal_constant_baseline"]
 
 
 @dataclass(frozen=True)
 class Moments:
     """Exact ``mean`` (theta.size,), ``cov`` (theta.size, theta.size) and second moment
-    ``second`` of the per-episode estimate, from ``n_trajectories`` trajectories."""
+    ``second`` of the per-episode estimate (of the batch mean, for
+    :func:`~tabularpg.moments.exact_batch_moments`); ``n_trajectories`` is the number of
+    trajectories enumerated (None for the recursion) and ``method`` how they were computed."""
 
     mean: np.ndarray
     cov: np.ndarray
     second: np.ndarray
-    n_trajectories: int
+    n_trajectories: int | None = None
+    method: str = "recursion"
 
 
 def enumerate_trajectories(mdp: MDP, pi, horizon=None, *, max_trajectories: int = 200_000,
@@ -129,8 +132,8 @@ def enumerate_trajectories(mdp: MDP, pi, horizon=None, *, max_trajectories: int 
     return batch, prob
 
 
-def exact_moments(mdp: MDP, policy: Policy, theta, estimator, horizon=None, *, max_trajectories: int = 200_000,
-                  behavior=None, **options) -> Moments:
+def enumerate_moments(mdp: MDP, policy: Policy, theta, estimator, horizon=None, *, max_trajectories: int = 200_000,
+                      behavior=None, **options) -> Moments:
     r"""Exact mean and covariance of the per-episode estimate of ``estimator``.
 
     Parameters
@@ -161,11 +164,12 @@ def exact_moments(mdp: MDP, policy: Policy, theta, estimator, horizon=None, *, m
     second = (X * prob[:, None]).T @ X
     D = X - mean
     cov = (D * prob[:, None]).T @ D
-    return Moments(mean=mean, cov=0.5 * (cov + cov.T), second=0.5 * (second + second.T), n_trajectories=prob.size)
+    return Moments(mean=mean, cov=0.5 * (cov + cov.T), second=0.5 * (second + second.T), n_trajectories=prob.size,
+                   method="enumerate")
 
 
-def optimal_baseline(mdp: MDP, policy: Policy, theta, estimator="reinforce", horizon=None, *,
-                     per_component: bool = True, max_trajectories: int = 200_000) -> np.ndarray:
+def optimal_constant_baseline(mdp: MDP, policy: Policy, theta, estimator="reinforce", horizon=None, *,
+                              per_component: bool = True, max_trajectories: int = 200_000) -> np.ndarray:
     r"""Exact variance-minimizing constant baseline (Greensmith, Bartlett, Baxter 2004), by enumeration.
 
     Write the per-episode estimate with constant baseline ``b`` as :math:`X - b\,Y`
@@ -208,7 +212,7 @@ def optimal_baseline(mdp: MDP, policy: Policy, theta, estimator="reinforce", hor
     >>> import numpy as np
     >>> from tabularpg import envs, TabularSoftmax
     >>> pol, theta = TabularSoftmax(1, 2), np.array([[0.5, -0.5]])
-    >>> b = optimal_baseline(envs.bandit([1.0, 0.0]), pol, theta)
+    >>> b = optimal_constant_baseline(envs.bandit([1.0, 0.0]), pol, theta)
     >>> pi = pol.probs(theta)[0]
     >>> s2 = (np.eye(2) - pi) ** 2
     >>> bool(np.allclose(b, (pi * [1.0, 0.0]) @ s2 / (pi @ s2)))
