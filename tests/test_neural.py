@@ -178,3 +178,20 @@ def test_forward_mode_equals_complex_step_along_random_directions(layout):
     V = np.random.default_rng(3).normal(size=(4, pol.n_params))
     cs = np.stack([pol.log_probs(theta + 1j * 1e-30 * v).imag / 1e-30 for v in V])
     np.testing.assert_allclose(pol.log_probs_jvp(theta, V), cs, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("estimator,options", [("reward_to_go", {}), ("gae", {"lam": 0.7}),
+                                               ("reinforce", {"baseline": 0.3})])
+def test_exact_moments_recursion_equals_enumeration(estimator, options):
+    """The neural policy gets exact second moments through the same Policy interface."""
+    from tabularpg.moments import exact_moments
+    mdp = envs.garnet(3, 2, 2, gamma=0.9, rng=1)
+    pol = NeuralSoftmax(np.random.default_rng(0).normal(size=(3, 2, 2)), hidden=(3,))
+    theta = pol.init(2)
+    if estimator == "gae":
+        options = dict(options, critic=np.linspace(-1, 1, 3))
+    rec = exact_moments(mdp, pol, theta, estimator, 3, method="recursion", **options)
+    enum = exact_moments(mdp, pol, theta, estimator, 3, method="enumerate", **options)
+    scale = np.abs(enum.cov).max()
+    np.testing.assert_allclose(rec.mean, enum.mean, rtol=1e-12, atol=1e-12 * np.abs(enum.mean).max())
+    np.testing.assert_allclose(rec.cov, enum.cov, rtol=1e-12, atol=1e-12 * scale)
