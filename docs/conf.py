@@ -46,7 +46,7 @@ html_static_path = ["_static"]
 html_theme = "alabaster"
 html_title = f"tabularpg {release}"
 html_theme_options = {"description": "Exact and Monte Carlo policy gradients on finite MDPs",
-                      "fixed_sidebar": True, "page_width": "1100px", "sidebar_width": "240px"}
+                      "fixed_sidebar": True, "page_width": "1240px", "sidebar_width": "240px"}
 html_sidebars = {"**": ["about.html", "navigation.html", "relations.html", "searchbox.html"]}
 html_show_sourcelink = False
 html_copy_source = False
@@ -83,10 +83,11 @@ myst_heading_anchors = 3
 myst_dmath_double_inline = True
 
 # -- math, offline ---------------------------------------------------------------------------
-mathjax_path = "mathjax/tex-svg-full.js"
+MATHJAX_COMPONENT = "tex-svg-full.js"   # TeX input with every extension, SVG output: no font files
+mathjax_path = f"mathjax/{MATHJAX_COMPONENT}"
 mathjax3_config = {
     "tex": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]]},
-    "options": {"enableMenu": False},
+    "options": {"enableMenu": False},     # the menu would load accessibility components
     "svg": {"fontCache": "global"},
 }
 
@@ -98,8 +99,8 @@ def _mathjax_dir() -> Path:
         raise RuntimeError("the docs need MathJax from the 'docs' extra: "
                            "pip install -e '.[docs]' (package django-static-mathjax)") from exc
     es5 = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
-    if not (es5 / "tex-svg-full.js").is_file():  # pragma: no cover
-        raise RuntimeError(f"no MathJax component tex-svg-full.js under {es5}")
+    if not (es5 / MATHJAX_COMPONENT).is_file():  # pragma: no cover
+        raise RuntimeError(f"no MathJax component {MATHJAX_COMPONENT} under {es5}")
     return es5
 
 
@@ -110,10 +111,7 @@ def _copy_mathjax(app, exception):
     dest = Path(app.outdir) / "_static" / "mathjax"
     es5 = _mathjax_dir()
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(es5 / "tex-svg-full.js", dest / "tex-svg-full.js")
-    for sub in ("a11y", "ui", "input", "sre"):
-        if (es5 / sub).is_dir():
-            shutil.copytree(es5 / sub, dest / sub, dirs_exist_ok=True)
+    shutil.copy2(es5 / MATHJAX_COMPONENT, dest / MATHJAX_COMPONENT)   # one self-contained file
 
 
 # -- tutorials (executed at build time) -----------------------------------------------------
@@ -125,6 +123,7 @@ sphinx_gallery_conf = {
     "download_all_examples": False,
     "remove_config_comments": True,
     "plot_gallery": "True",
+    "run_stale_examples": True,          # always run: the numbers must come from the library as it is
     "abort_on_example_error": True,
     "only_warn_on_example_error": False,
     "within_subsection_order": "FileNameSortKey",

@@ -160,10 +160,17 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # a browser that navigates on before a download ends closes the connection
+
+
 @pytest.fixture(scope="module")
 def server(site):
     handler = functools.partial(_Quiet, directory=str(site))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}/"
@@ -199,15 +206,8 @@ _INSPECT = r"""async () => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def browser_report(site, server):
-    """Open every page in headless Chromium; return {page: report} and the failed requests."""
-    chromium = chromium_path()
-    if chromium is None:
-        pytest.skip("no Chromium found (install Debian's 'chromium' package, or set TABULARPG_CHROMIUM): "
-                    "the rendered-page checks need a real browser")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser checks need playwright from the "
-                                   "'docs' extra (pip install -e '.[docs]'); it drives the installed Chromium")
+def crawl(site: Path, server: str, chromium: str, sync_api) -> dict:
+    """Open every page of ``site`` (served at ``server``) in Chromium; what a reader sees."""
     reports, failures, external, js_errors = {}, [], [], []
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS, headless=True)
@@ -232,6 +232,18 @@ def browser_report(site, server):
             reports[rel] = page.evaluate(_INSPECT)
         browser.close()
     return {"pages": reports, "failed": failures, "external": external, "js_errors": js_errors}
+
+
+@pytest.fixture(scope="module")
+def browser_report(site, server):
+    """Every page opened in headless Chromium: {"pages": {page: report}, "failed": ...}."""
+    chromium = chromium_path()
+    if chromium is None:
+        pytest.skip("no Chromium found (install Debian's 'chromium' package, or set TABULARPG_CHROMIUM): "
+                    "the rendered-page checks need a real browser")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser checks need playwright from the "
+                                   "'docs' extra (pip install -e '.[docs]'); it drives the installed Chromium")
+    return crawl(site, server, chromium, sync_api)
 
 
 def test_browser_saw_every_page_without_errors(browser_report, site):
@@ -260,8 +272,8 @@ def test_every_figure_loaded(browser_report):
         assert any("sphx_glr_tut_" in img["src"] and img["ok"] for img in pages[rel]["images"]), rel
 
 
-def test_every_internal_link_resolves(browser_report, server, site):
-    pages = browser_report["pages"]
+def broken_links(pages: dict, server: str, site: Path) -> tuple[list, int]:
+    """Internal links whose page or anchor does not exist, and how many links were checked."""
     ids = {rel: set(r["ids"]) for rel, r in pages.items()}
     broken, checked = [], 0
     for rel, r in pages.items():
@@ -278,5 +290,10 @@ def test_every_internal_link_resolves(browser_report, server, site):
                     broken.append((rel, href, "no such anchor"))
             elif not (site / target).is_file():
                 broken.append((rel, href, "no such file"))
+    return broken, checked
+
+
+def test_every_internal_link_resolves(browser_report, server, site):
+    broken, checked = broken_links(browser_report["pages"], server, site)
     assert checked > 1000, f"only {checked} internal links seen: the crawl did not work"
     assert not broken, f"{len(broken)} broken internal links, e.g. {broken[:10]}"
