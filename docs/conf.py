@@ -46,7 +46,7 @@ html_static_path = ["_static"]
 html_theme = "alabaster"
 html_title = f"tabularpg {release}"
 html_theme_options = {"description": "Exact and Monte Carlo policy gradients on finite MDPs",
-                      "fixed_sidebar": True, "page_width": "1240px", "sidebar_width": "240px"}
+                      "fixed_sidebar": True, "page_width": "1100px", "sidebar_width": "240px"}
 html_sidebars = {"**": ["about.html", "navigation.html", "relations.html", "searchbox.html"]}
 html_show_sourcelink = False
 html_copy_source = False

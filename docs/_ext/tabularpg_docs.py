@@ -152,7 +152,7 @@ def _import_dotted(name: str):
 def _canonical(obj, tail: str = "") -> str | None:
     mod = getattr(obj, "__module__", None)
     qual = getattr(obj, "__qualname__", None)
-    if isinstance(obj, type(_import_dotted)) or isinstance(obj, type):
+    if isinstance(obj, (type(_import_dotted), type)):
         return f"{mod}.{qual}{tail}" if mod and qual else None
     return None
 

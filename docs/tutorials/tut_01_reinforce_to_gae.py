@@ -43,7 +43,12 @@ theta = np.random.default_rng(0).normal(size=pol.theta_shape)
 grad = exact.policy_gradient(mdp, pol, theta).ravel()
 ev = exact.analyze(mdp, pol.probs(theta))
 H, S = mdp.horizon, mdp.n_states
-print("exact J =", round(float(ev.j), 6), " |grad J| =", round(float(np.linalg.norm(grad)), 6))
+print(
+    "exact J =",
+    round(float(ev.j), 6),
+    " |grad J| =",
+    round(float(np.linalg.norm(grad)), 6),
+)
 print("time-indexed values V_t(s), shape", ev.v.shape, "; Q_t(s, a), shape", ev.q.shape)
 
 # %%
@@ -53,8 +58,10 @@ print("time-indexed values V_t(s), shape", ev.v.shape, "; Q_t(s, a), shape", ev.
 # baseline (Greensmith, Bartlett and Baxter 2004) is computed exactly by
 # :func:`tabularpg.moments.optimal_baseline`; the time-indexed baseline is the exact
 # :math:`V_t(s)`; GAE's critic is :math:`V_t` with a zero row for the end of the episode.
-V_next = np.vstack([ev.v, np.zeros((1, S))])     # V_t for t = 0..H (0 after the last step)
-b_const = float(moments.optimal_baseline(mdp, pol, theta, "reward_to_go", per_component=False))
+V_next = np.vstack([ev.v, np.zeros((1, S))])  # V_t for t = 0..H (0 after the last step)
+b_const = float(
+    moments.optimal_baseline(mdp, pol, theta, "reward_to_go", per_component=False)
+)
 configs = {
     "REINFORCE": ("reinforce", {}),
     "reward-to-go": ("reward_to_go", {}),
@@ -63,7 +70,10 @@ configs = {
     "GAE, lambda = 0.9": ("gae", {"critic": V_next, "lam": 0.9}),
     "advantage Q_t - V_t": ("advantage", {"critic": ev.q}),
 }
-exact_m = {name: moments.exact_moments(mdp, pol, theta, est, **opt) for name, (est, opt) in configs.items()}
+exact_m = {
+    name: moments.exact_moments(mdp, pol, theta, est, **opt)
+    for name, (est, opt) in configs.items()
+}
 
 # %%
 # Monte Carlo beside them: 20 independent batches of 500 episodes each. The per-episode
@@ -79,11 +89,15 @@ for rep in range(n_rep):
         mc_var[name].append(np.trace(np.cov(X.T)))
         mc_bias[name].append(np.linalg.norm(X.mean(axis=0) - grad))
 
-print(f"{'estimator':24s} {'exact |bias|':>13s} {'exact tr Var':>13s} {'MC tr Var':>15s}")
+print(
+    f"{'estimator':24s} {'exact |bias|':>13s} {'exact tr Var':>13s} {'MC tr Var':>15s}"
+)
 for name, m in exact_m.items():
     v = np.array(mc_var[name])
-    print(f"{name:24s} {np.linalg.norm(m.mean - grad):13.1e} {np.trace(m.cov):13.3f} "
-          f"{v.mean():9.3f} ± {v.std(ddof=1) / np.sqrt(n_rep):.3f}")
+    print(
+        f"{name:24s} {np.linalg.norm(m.mean - grad):13.1e} {np.trace(m.cov):13.3f} "
+        f"{v.mean():9.3f} ± {v.std(ddof=1) / np.sqrt(n_rep):.3f}"
+    )
 
 # %%
 # Every estimator is exactly unbiased (the bias column is rounding error, about 1e-16),
@@ -92,10 +106,21 @@ for name, m in exact_m.items():
 # 20 Monte Carlo estimates as dots.
 names = list(configs)
 fig, ax = plt.subplots(figsize=(8, 3.6))
-ax.bar(range(len(names)), [np.trace(exact_m[n].cov) for n in names], color="#9ecae1", label="exact (enumeration)")
+ax.bar(
+    range(len(names)),
+    [np.trace(exact_m[n].cov) for n in names],
+    color="#9ecae1",
+    label="exact (enumeration)",
+)
 for i, n in enumerate(names):
-    ax.plot(np.full(n_rep, i) + np.linspace(-0.2, 0.2, n_rep), mc_var[n], ".", color="#08519c", ms=4,
-            label="Monte Carlo (N = 500)" if i == 0 else None)
+    ax.plot(
+        np.full(n_rep, i) + np.linspace(-0.2, 0.2, n_rep),
+        mc_var[n],
+        ".",
+        color="#08519c",
+        ms=4,
+        label="Monte Carlo (N = 500)" if i == 0 else None,
+    )
 ax.set_xticks(range(len(names)))
 ax.set_xticklabels(names, rotation=20, ha="right")
 ax.set_ylabel("tr Var of one episode's estimate")
@@ -118,12 +143,19 @@ wrong = 0.5 * V_next
 bias, var, mc_bias_l = [], [], []
 for lam in lams:
     m = moments.exact_moments(mdp, pol, theta, "gae", critic=wrong, lam=lam)
-    predicted = estimators.expected("gae", mdp, pol, theta, critic=wrong, lam=lam).ravel()
-    assert np.allclose(predicted, m.mean, atol=1e-12)       # prediction = enumeration
+    predicted = estimators.expected(
+        "gae", mdp, pol, theta, critic=wrong, lam=lam
+    ).ravel()
+    assert np.allclose(predicted, m.mean, atol=1e-12)  # prediction = enumeration
     bias.append(np.linalg.norm(m.mean - grad))
     var.append(np.trace(m.cov))
     batch = tpg.sample(mdp, pol, theta, 4000, rng=rng)
-    mc_bias_l.append(np.linalg.norm(tpg.estimate(batch, pol, theta, "gae", critic=wrong, lam=lam).mean.ravel() - grad))
+    mc_bias_l.append(
+        np.linalg.norm(
+            tpg.estimate(batch, pol, theta, "gae", critic=wrong, lam=lam).mean.ravel()
+            - grad
+        )
+    )
 
 fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.2))
 a1.plot(lams, bias, "-", label="exact")

@@ -41,11 +41,15 @@ print("initial policy:", np.round(pol.probs(theta0)[0], 4), " J* = 1")
 # -----------------------------------------------------------------------
 step = 0.4
 pg = optim.policy_gradient_ascent(mdp, pol, theta0, step_size=step, n_iter=2000)
-npg = optim.natural_policy_gradient(mdp, pol, theta0, step_size=step, n_iter=200, closed_form=False)
+npg = optim.natural_policy_gradient(
+    mdp, pol, theta0, step_size=step, n_iter=200, closed_form=False
+)
 for name, res in (("PG", pg), ("NPG", npg)):
     k = int(np.argmax(1.0 - res.j < 1e-3)) if np.any(1.0 - res.j < 1e-3) else None
-    print(f"{name:3s}: J after 10, 100, 200 iterations = {res.j[10]:.4f}, {res.j[100]:.4f}, {res.j[200]:.4f};"
-          f" first iteration with J* - J < 1e-3: {k}")
+    print(
+        f"{name:3s}: J after 10, 100, 200 iterations = {res.j[10]:.4f}, {res.j[100]:.4f}, {res.j[200]:.4f};"
+        f" first iteration with J* - J < 1e-3: {k}"
+    )
 
 # %%
 # The curves
@@ -76,7 +80,11 @@ p_best_npg, j_npg = best_arm_probability(exact.natural_gradient, len(npg.j) - 1)
 assert np.allclose(j_pg, pg.j) and np.allclose(j_npg, npg.j)
 fig, (a1, a2) = plt.subplots(1, 2, figsize=(8.5, 3.4))
 a1.semilogy(np.arange(len(pg.j)), 1.0 - pg.j, label="policy gradient")
-a1.semilogy(np.arange(len(npg.j)), np.maximum(1.0 - npg.j, 1e-16), label="natural policy gradient")
+a1.semilogy(
+    np.arange(len(npg.j)),
+    np.maximum(1.0 - npg.j, 1e-16),
+    label="natural policy gradient",
+)
 a1.set_xscale("symlog", linthresh=10)
 a1.set_xlabel("iteration")
 a1.set_ylabel(r"$J^* - J(\theta_t)$")
@@ -102,5 +110,9 @@ pi0 = pol.probs(theta0)[0]
 J0 = exact.objective(mdp, pol.probs(theta0))
 print("dJ/dtheta[a*] =", g[0, 0], "  pi(a*) (r(a*) - J) =", pi0[0] * (1.0 - J0))
 nat = exact.natural_gradient(mdp, pol, theta0)
-print("NPG direction minus its mean:", np.round(nat[0] - nat[0].mean(), 6),
-      "  advantage minus its mean:", np.round(np.array([1.0, 0.9, 0.1]) - np.mean([1.0, 0.9, 0.1]), 6))
+print(
+    "NPG direction minus its mean:",
+    np.round(nat[0] - nat[0].mean(), 6),
+    "  advantage minus its mean:",
+    np.round(np.array([1.0, 0.9, 0.1]) - np.mean([1.0, 0.9, 0.1]), 6),
+)

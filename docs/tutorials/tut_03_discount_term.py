@@ -33,8 +33,10 @@ import tabularpg as tpg
 from tabularpg import envs, estimators, exact
 
 mdp, pol, theta0 = envs.discount_counterexample()
-print(f"S = {mdp.n_states}, A = {mdp.n_actions}, gamma = {mdp.gamma}, horizon = {mdp.horizon}, "
-      f"theta has shape {pol.theta_shape}")
+print(
+    f"S = {mdp.n_states}, A = {mdp.n_actions}, gamma = {mdp.gamma}, horizon = {mdp.horizon}, "
+    f"theta has shape {pol.theta_shape}"
+)
 g = exact.policy_gradient(mdp, pol, theta0)
 u = estimators.expected("reward_to_go_undiscounted", mdp, pol, theta0)
 print("exact dJ/dtheta at 0:                 ", g)
@@ -49,22 +51,34 @@ print("expected update without gamma^t at 0: ", u)
 grid = np.linspace(-4.0, 4.0, 161)
 J = np.array([exact.objective(mdp, pol.probs(np.array([t]))) for t in grid])
 G = np.array([exact.policy_gradient(mdp, pol, np.array([t]))[0] for t in grid])
-U = np.array([estimators.expected("reward_to_go_undiscounted", mdp, pol, np.array([t]))[0] for t in grid])
+U = np.array(
+    [
+        estimators.expected("reward_to_go_undiscounted", mdp, pol, np.array([t]))[0]
+        for t in grid
+    ]
+)
 
 # %%
 # Ascent with each direction, exact expectations, same step size
 # ---------------------------------------------------------------
 step, n_iter = 0.5, 60
 paths = {}
-for name, direction in (("with gamma^t (the gradient)", exact.policy_gradient),
-                        ("without gamma^t", lambda m, p, t: estimators.expected("reward_to_go_undiscounted", m, p, t))):
+for name, direction in (
+    ("with gamma^t (the gradient)", exact.policy_gradient),
+    (
+        "without gamma^t",
+        lambda m, p, t: estimators.expected("reward_to_go_undiscounted", m, p, t),
+    ),
+):
     theta, path = theta0.copy(), [theta0[0]]
     for _ in range(n_iter):
         theta = theta + step * direction(mdp, pol, theta)
         path.append(theta[0])
     paths[name] = np.array(path)
-    print(f"{name:28s}: theta {path[0]:+.3f} -> {path[-1]:+.3f},  "
-          f"J {exact.objective(mdp, pol.probs(theta0)):.4f} -> {exact.objective(mdp, pol.probs(theta)):.4f}")
+    print(
+        f"{name:28s}: theta {path[0]:+.3f} -> {path[-1]:+.3f},  "
+        f"J {exact.objective(mdp, pol.probs(theta0)):.4f} -> {exact.objective(mdp, pol.probs(theta)):.4f}"
+    )
 
 fig, (a1, a2) = plt.subplots(2, 1, figsize=(7.5, 5.2), sharex=True)
 a1.plot(grid, J, color="k", lw=1)
@@ -77,8 +91,16 @@ a1.set_title("Ascending the update without $\\gamma^t$ lowers $J$")
 a2.axhline(0.0, color="0.6", lw=0.8)
 a2.plot(grid, G, color="#2ca02c", label=r"$J'(\theta)$")
 a2.plot(grid, U, color="#d62728", label=r"expected update without $\gamma^t$")
-a2.fill_between(grid, -1, 1, where=np.sign(G) != np.sign(U), color="#d62728", alpha=0.08,
-                transform=a2.get_xaxis_transform(), label="signs differ")
+a2.fill_between(
+    grid,
+    -1,
+    1,
+    where=np.sign(G) != np.sign(U),
+    color="#d62728",
+    alpha=0.08,
+    transform=a2.get_xaxis_transform(),
+    label="signs differ",
+)
 a2.set_xlabel(r"$\theta$")
 a2.legend(fontsize=8)
 fig.tight_layout()

@@ -33,13 +33,14 @@ def my_reward_to_go(batch, policy, theta, *, bug=False):
     """Per-episode reward-to-go estimates gamma^t G_t (with ``bug``: G_{t+1}, off by one)."""
     N, T = batch.rewards.shape
     G = np.zeros((N, T + 1))
-    for t in range(T - 1, -1, -1):                      # returns-to-go, backwards in time
+    for t in range(T - 1, -1, -1):  # returns-to-go, backwards in time
         G[:, t] = batch.rewards[:, t] + batch.gamma * G[:, t + 1]
-    G = G[:, 1:] if bug else G[:, :-1]                  # the bug: forgets the reward at t
+    G = G[:, 1:] if bug else G[:, :-1]  # the bug: forgets the reward at t
     w = np.where(batch.alive, batch.gamma ** np.arange(T) * G, 0.0)
     episodes = np.repeat(np.arange(N), T)
-    per_episode = policy.contract_episodes(theta, episodes, N, batch.states.ravel(), w.ravel(),
-                                           batch.actions.ravel())
+    per_episode = policy.contract_episodes(
+        theta, episodes, N, batch.states.ravel(), w.ravel(), batch.actions.ravel()
+    )
     return per_episode.reshape(N, -1)
 
 
@@ -55,8 +56,10 @@ grad = exact.policy_gradient(mdp, pol, theta).ravel()
 every, prob = moments.enumerate_trajectories(mdp, pol.probs(theta))
 for bug in (False, True):
     X = my_reward_to_go(every, pol, theta, bug=bug)
-    print(f"bug={bug!s:5}  max |E[g] - grad J| = {np.abs(prob @ X - grad).max():.2e}"
-          f"  over {len(prob)} trajectories")
+    print(
+        f"bug={bug!s:5}  max |E[g] - grad J| = {np.abs(prob @ X - grad).max():.2e}"
+        f"  over {len(prob)} trajectories"
+    )
 
 # %%
 # The correct version agrees to rounding error; the off-by-one does not. The exact
@@ -64,7 +67,10 @@ for bug in (False, True):
 X = my_reward_to_go(every, pol, theta)
 cov = (X - prob @ X).T @ ((X - prob @ X) * prob[:, None])
 reference = moments.exact_moments(mdp, pol, theta, "reward_to_go")
-print("same covariance as the library's reward_to_go:", np.allclose(cov, reference.cov, atol=1e-12))
+print(
+    "same covariance as the library's reward_to_go:",
+    np.allclose(cov, reference.cov, atol=1e-12),
+)
 
 # %%
 # 2. Statistically, on sampled episodes
@@ -84,7 +90,9 @@ from tabularpg.testing import assert_unbiased
 batch = tpg.sample(mdp, pol, theta, 4000, rng=0)
 print(assert_unbiased(my_reward_to_go(batch, pol, theta), grad, cov=cov, alpha=1e-6))
 try:
-    assert_unbiased(my_reward_to_go(batch, pol, theta, bug=True), grad, cov=cov, alpha=1e-6)
+    assert_unbiased(
+        my_reward_to_go(batch, pol, theta, bug=True), grad, cov=cov, alpha=1e-6
+    )
 except AssertionError as exc:
     print("the bug is caught:", str(exc).splitlines()[0])
 
@@ -100,8 +108,10 @@ delta = prob @ X_bug - grad
 p = np.linalg.matrix_rank(cov)
 ncp_per_episode = float(delta @ np.linalg.pinv(cov) @ delta)
 for n in (10, 100, 1000, 4000):
-    print(f"N = {n:5d}: expected statistic {p + n * ncp_per_episode:9.1f}, "
-          f"critical value {stats.chi2.isf(1e-6, p):.1f}")
+    print(
+        f"N = {n:5d}: expected statistic {p + n * ncp_per_episode:9.1f}, "
+        f"critical value {stats.chi2.isf(1e-6, p):.1f}"
+    )
 
 # %%
 # 3. For every MDP: property-based tests with Hypothesis
