@@ -59,7 +59,7 @@ import builtins  # noqa: E402
 nitpick_ignore = [("py:class", n) for n in dir(builtins) if isinstance(getattr(builtins, n), type)]
 nitpick_ignore += [("py:class", "abc.ABC"), ("py:exc", "ValueError"), ("py:exc", "TypeError")]
 nitpick_ignore_regex = [
-    (r"py:(mod|obj|func|class)", r"tabularpg\._.*"),     # private modules are not documented
+    (r"py:.*", r"(.*\.)?_[A-Za-z].*"),     # private modules and names are not documented
     (r"py:(class|obj|data)", r"(numpy|np|scipy|sparse|gymnasium|hypothesis|argparse|pandas|matplotlib)\b.*"),
     (r"py:(class|obj|data)", r"(ndarray|Generator|ArrayLike|Callable|Sequence|Mapping|Iterable|Iterator)"),
 ]
@@ -177,19 +177,30 @@ def _write_api_index():
 
 
 def _reexports(modules: list[str]) -> dict[str, list[str]]:
-    """Names in a module's ``__all__`` that a public module of the package defines.
+    """Names in a module's ``__all__`` that are documented on another module's page.
 
-    They are documented once, in their defining module, and listed (linked) by the others.
+    Each public object is documented once: in its defining module if that module is public
+    and exports it, else in the most specific public module that exports it (a class
+    defined in a private module and exported by ``tabularpg.policies`` and ``tabularpg``
+    is documented under ``tabularpg.policies``). The other modules list it with a link.
     """
-    public = set(modules)
-    out: dict[str, list[str]] = {}
+    exporters: dict[int, list[tuple[str, str]]] = {}
+    objects: dict[int, object] = {}
     for name in modules:
         mod = importlib.import_module(name)
         for attr in getattr(mod, "__all__", ()):
             obj = getattr(mod, attr, None)
-            home = getattr(obj, "__module__", None)
-            if (home in public and home != name and not isinstance(obj, type(sys))
-                    and attr in getattr(sys.modules[home], "__all__", ())):
+            if isinstance(obj, type(sys)) or not (isinstance(obj, type) or callable(obj)):
+                continue  # submodules have their own pages; data is documented where listed
+            exporters.setdefault(id(obj), []).append((name, attr))
+            objects[id(obj)] = obj
+    out: dict[str, list[str]] = {}
+    for key, pairs in exporters.items():
+        names = [n for n, _ in pairs]
+        defined_in = getattr(objects[key], "__module__", None)
+        home = defined_in if defined_in in names else max(names, key=lambda n: (n.count("."), len(n)))
+        for name, attr in pairs:
+            if name != home:
                 out.setdefault(name, []).append(attr)
     return out
 

@@ -187,12 +187,28 @@ def resolve_reexports(app, env, node, contnode):
         if canon and canon in domain.objects:
             entry = domain.objects[canon]
             return make_refnode(app.builder, node["refdoc"], entry.docname, entry.node_id, contnode, canon)
-    # last resort: a unique documented object whose full name ends with the target
+    # a unique documented object whose full name ends with the target
     matches = [name for name in domain.objects if name.endswith("." + target)]
     if len(matches) == 1:
         entry = domain.objects[matches[0]]
         return make_refnode(app.builder, node["refdoc"], entry.docname, entry.node_id, contnode, matches[0])
+    # a name that exists in the package but is not public (not in any ``__all__``, so not
+    # documented): plain text, no link. A name that does not exist at all stays a warning.
+    if any(name.startswith("tabularpg.") and _exists(name) for name in candidates):
+        return contnode
     return None
+
+
+def _exists(name: str) -> bool:
+    """``a.b.C.x`` is a module attribute, a class attribute or a dataclass field."""
+    import dataclasses
+
+    if _import_dotted(name) is not None:
+        return True
+    head, _, last = name.rpartition(".")
+    owner = _import_dotted(head) if head else None
+    return (isinstance(owner, type) and dataclasses.is_dataclass(owner)
+            and last in {f.name for f in dataclasses.fields(owner)})
 
 
 # -- docstring text that reStructuredText would misread ---------------------------------------
@@ -206,8 +222,9 @@ def _escape_line(line: str) -> str:
 
 
 def clean_docstring(app, what, name, obj, options, lines):
-    """Shapes such as ``(k, *theta_shape)`` in plain text are not emphasis; a property's
-    one-line summary ``Mask of shape (S,): ...`` is not napoleon's ``type: description``."""
+    """Shapes such as ``(k, *theta_shape)`` in plain text are not emphasis; the one-line
+    summary ``Mask of shape (S,): ...`` of a property or constant is not napoleon's
+    ``type: description``."""
     if what == "data" and not isinstance(obj, (str, bytes)) and type(obj).__doc__:
         from sphinx.util.docstrings import prepare_docstring
 
@@ -215,9 +232,9 @@ def clean_docstring(app, what, name, obj, options, lines):
             lines[:] = []   # no doc comment: do not show the docstring of the value's type (dict, tuple)
     for i, line in enumerate(lines):
         lines[i] = _escape_line(line)
-    if what in ("property", "attribute") and lines and re.match(r"^[^:`]+\(.*\):\s", lines[0]):
-        head, _, tail = lines[0].partition("): ")
-        lines[0] = f"{head}) \u2014 {tail}"
+    if what in ("property", "attribute", "data") and lines and re.match(r"^[^:`]+:\s", lines[0]):
+        head, _, tail = lines[0].partition(": ")
+        lines[0] = f"{head} \u2014 {tail}"
 
 
 def setup(app):
