@@ -191,10 +191,12 @@ _INSPECT = r"""async () => {
   const texErrors = [...document.querySelectorAll('mjx-container [data-mjx-error], mjx-merror, merror')]
       .map(n => (n.getAttribute('data-mjx-error') || n.textContent).slice(0, 80));
   const body = document.body.cloneNode(true);
-  body.querySelectorAll('pre, code, script, style, mjx-container, .highlight, .sphx-glr-script-out').forEach(n => n.remove());
+  body.querySelectorAll('pre, code, script, style, mjx-container, .highlight, .sphx-glr-script-out')
+      .forEach(n => n.remove());
   const text = body.textContent;
   const rawTex = [];
-  const re = /\\\(|\\\[|\$\$|\\(frac|sum|gamma|nabla|theta|pi|mathbb|mathcal|left|right|begin|hat|log)\b|\$[^$\s][^$]{0,80}\$/g;
+  const commands = 'frac|sum|gamma|nabla|theta|pi|mathbb|mathcal|left|right|begin|hat|log';
+  const re = new RegExp('\\\\\\(|\\\\\\[|\\$\\$|\\\\(' + commands + ')\\b|\\$[^$\\s][^$]{0,80}\\$', 'g');
   let m; while ((m = re.exec(text)) !== null && rawTex.length < 5) {
     rawTex.push(text.slice(Math.max(0, m.index - 30), m.index + 50).replace(/\s+/g, ' '));
   }

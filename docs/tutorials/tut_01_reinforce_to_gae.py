@@ -82,7 +82,7 @@ rng = np.random.default_rng(1)
 n_rep, n_ep = 20, 500
 mc_var = {name: [] for name in configs}
 mc_bias = {name: [] for name in configs}
-for rep in range(n_rep):
+for _ in range(n_rep):
     batch = tpg.sample(mdp, pol, theta, n_ep, rng=rng)
     for name, (est, opt) in configs.items():
         X = tpg.estimate(batch, pol, theta, est, **opt).samples
@@ -136,7 +136,7 @@ fig.tight_layout()
 # :func:`tabularpg.estimators.expected`: :math:`\lambda = 1` (the Monte Carlo advantage) is
 # unbiased whatever the critic, :math:`\lambda = 0` (the TD residual) has the largest bias and
 # the smallest variance.
-from tabularpg import estimators
+from tabularpg import estimators  # noqa: E402
 
 lams = np.linspace(0.0, 1.0, 11)
 wrong = 0.5 * V_next

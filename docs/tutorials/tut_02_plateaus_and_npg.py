@@ -62,7 +62,7 @@ for name, res in (("PG", pg), ("NPG", npg)):
 # :class:`~tabularpg.optim.OptimResult` keeps the exact ``J`` of every iterate and the final
 # ``theta``; for the probability of the best arm we write the exact PG iteration out (and
 # check that it retraces the optimizer).
-from tabularpg import exact
+from tabularpg import exact  # noqa: E402
 
 
 def best_arm_probability(direction, n_iter):

@@ -111,7 +111,7 @@ fig.tight_layout()
 # A Hotelling test (:func:`tabularpg.testing.assert_unbiased`, false-alarm rate
 # :math:`10^{-6}`) on 20 000 sampled episodes accepts the predicted expectation and rejects
 # the gradient.
-from tabularpg.testing import assert_unbiased
+from tabularpg.testing import assert_unbiased  # noqa: E402
 
 batch = tpg.sample(mdp, pol, theta0, 20_000, rng=0)
 X = tpg.estimate(batch, pol, theta0, "reward_to_go_undiscounted").samples

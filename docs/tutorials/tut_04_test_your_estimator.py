@@ -85,7 +85,7 @@ print(
 # enough to detect the bias you care about: the test's statistic grows like
 # :math:`N\,\delta^\top\Sigma^{-1}\delta` for a bias :math:`\delta`, so detecting a bias of
 # :math:`k` standard errors needs :math:`N \approx k^2/(\delta^\top\Sigma^{-1}\delta)`.
-from tabularpg.testing import assert_unbiased
+from tabularpg.testing import assert_unbiased  # noqa: E402
 
 batch = tpg.sample(mdp, pol, theta, 4000, rng=0)
 print(assert_unbiased(my_reward_to_go(batch, pol, theta), grad, cov=cov, alpha=1e-6))
@@ -101,7 +101,7 @@ except AssertionError as exc:
 # :math:`\Sigma`, the expected chi-square statistic is
 # :math:`p + N\,\delta^\top\Sigma^+\delta`; the critical value at :math:`\alpha = 10^{-6}` is
 # printed next to it.
-from scipy import stats
+from scipy import stats  # noqa: E402
 
 X_bug = my_reward_to_go(every, pol, theta, bug=True)
 delta = prob @ X_bug - grad
@@ -120,9 +120,9 @@ for n in (10, 100, 1000, 4000):
 # horizon, or with terminal states), a tabular or linear softmax policy and its parameters.
 # The property "the exact mean over every trajectory is the gradient" should hold for all of
 # them. (In a test file this is a ``test_`` function; here we call it directly.)
-from hypothesis import given, settings
+from hypothesis import given, settings  # noqa: E402
 
-from tabularpg.testing.strategies import problems
+from tabularpg.testing.strategies import problems  # noqa: E402
 
 
 def check(bug):
