@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tabularpg import envs, TabularSoftmax
+from tabularpg import TabularSoftmax, envs
 from tabularpg._validation import ShapeError, ValidationError
 from tabularpg.estimators import estimate, expected
 from tabularpg.sampling import sample
