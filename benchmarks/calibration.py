@@ -31,8 +31,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from tabularpg.testing._calibration import calibration_laws  # noqa: E402
-from tabularpg.testing.assertions import covariance_test, unbiased_test, variance_test  # noqa: E402
+from tabularpg.testing._calibration import calibration_laws
+from tabularpg.testing.assertions import covariance_test, unbiased_test, variance_test
 
 TESTS = {
     "unbiased (exact cov)": lambda X, mu, C: unbiased_test(X, mu, cov=C, alpha=0.5).p_value,
