@@ -121,3 +121,27 @@ def test_parametrize_with_checks(estimator, check):
             check(estimator)
     else:
         check(estimator)
+
+
+def test_crashing_and_nan_weight_estimators_fail_with_a_reason():
+    def crashes(batch, policy, theta):
+        raise RuntimeError("boom")
+
+    def nan_weights(batch, policy, theta):
+        w = estimators.reinforce(batch, policy, theta)
+        v = w.values.copy()
+        v[3, 0] = np.nan
+        return StepWeights(v)
+
+    res = check_estimator(crashes, cases=["single_state"], raise_on_failure=False)
+    assert not res.passed and "raised RuntimeError: boom" in res.rows[0].message
+    res = check_estimator(nan_weights, cases=["single_state"], raise_on_failure=False)
+    assert not res.passed and "non-finite weights in 1 episode(s) (first: [3])" in res.rows[0].message
+
+
+def test_generator_rng_and_reproducible_seed():
+    a = check_estimator("reinforce", cases=["single_state"], rng=7)
+    b = check_estimator("reinforce", cases=["single_state"], rng=7)
+    assert a.rows[0].statistic == b.rows[0].statistic
+    c = check_estimator("reinforce", cases=["single_state"], rng=np.random.default_rng(7))
+    assert c.passed
