@@ -1,7 +1,9 @@
 """Testing tools for users' own estimators.
 
-* :func:`assert_unbiased`, :func:`assert_variance` — statistical assertions with a
-  stated false-alarm rate (:mod:`tabularpg.testing.assertions`);
+* :func:`assert_unbiased`, :func:`assert_variance`, :func:`assert_covariance` — statistical
+  assertions with a stated false-alarm rate (:mod:`tabularpg.testing.assertions`);
+* :func:`check_estimator`, :func:`parametrize_with_checks` — one call that tests an
+  estimator on a battery of problems against exact targets (:mod:`tabularpg.testing.check`);
 * :mod:`tabularpg.testing.oracles` — complex-step and central-difference gradients;
 * :mod:`tabularpg.testing.strategies` — hypothesis strategies (``mdps``, ``policies``,
   ``thetas``, ``problems``); needs the ``hypothesis`` package (``tabularpg[test]``).
@@ -18,8 +20,16 @@ from .assertions import (
     unbiased_test,
     variance_test,
 )
+from .check import (
+    CheckResult,
+    EstimatorCheckError,
+    check_estimator,
+    parametrize_with_checks,
+)
 
-__all__ = ["strategies", "oracles", "assert_unbiased", "assert_covariance", "covariance_test", "assert_variance", "unbiased_test", "variance_test", "TestResult"]
+__all__ = ["CheckResult", "EstimatorCheckError", "TestResult", "assert_covariance", "assert_unbiased",
+           "assert_variance", "check_estimator", "covariance_test", "oracles", "parametrize_with_checks",
+           "strategies", "unbiased_test", "variance_test"]
 
 
 def __getattr__(name):

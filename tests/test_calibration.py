@@ -1,0 +1,79 @@
+"""The assertions' false-alarm rates on real estimators' laws stay within [0.5, 2]x nominal.
+
+Oracle: the exact per-episode law of reinforce, reward_to_go and gae on two small problems
+(trajectory enumeration, :mod:`tabularpg.testing._calibration`); null data sets are i.i.d.
+draws from it, tested against its exact mean and covariance (and the exact expectation
+from ``tabularpg.estimators.expected``). Fixed seeds.
+
+Bounds: with ``n`` null sets at alpha = 0.05, a test whose rate q lies in [0.025, 0.1]
+gives a false-alarm count inside [Binomial(n, 0.025).ppf(1e-4), Binomial(n, 0.1).isf(1e-4)]
+except with probability < 2e-4; a count outside says the rate is outside [0.5, 2]x nominal.
+Where calibration holds (docs/calibration.md): the mean tests from N = 100 on all six laws,
+the variance and covariance tests from N = 400 on the Garnet laws (kurtosis <= 31). The
+full table (2000 sets per cell, N up to 3000) is produced by benchmarks/calibration.py.
+"""
+import numpy as np
+import pytest
+from scipy import stats
+
+from tabularpg.testing._calibration import calibration_laws
+from tabularpg.testing.assertions import covariance_test, unbiased_test, variance_test
+
+LAWS = calibration_laws()
+ALPHA = 0.05
+
+
+def _band(n):
+    return int(stats.binom.ppf(1e-4, n, 0.5 * ALPHA)), int(stats.binom.isf(1e-4, n, 2 * ALPHA))
+
+
+def _count(test, laws, n, n_sets, seed, wrong=False):
+    fails = 0
+    for k, law in enumerate(laws):
+        rng = np.random.default_rng([seed, k])
+        for _ in range(n_sets):
+            X = law.draw(n, rng)
+            fails += not test(X, law, wrong).passed
+    return fails
+
+
+def _mean_exact(X, law, wrong):
+    return unbiased_test(X, law.target + (0.5 * np.sqrt(np.diag(law.cov)) if wrong else 0), cov=law.cov, alpha=ALPHA)
+
+
+def _mean_hotelling(X, law, wrong):
+    return unbiased_test(X, law.target + (0.5 * np.sqrt(np.diag(law.cov)) if wrong else 0), alpha=ALPHA)
+
+
+def _variance(X, law, wrong):
+    return variance_test(X, law.cov * (1.5 if wrong else 1.0), alpha=ALPHA)
+
+
+def _covariance(X, law, wrong):
+    return covariance_test(X, law.cov * (1.5 if wrong else 1.0), alpha=ALPHA)
+
+
+def test_laws_are_exact():
+    for law in LAWS:
+        np.testing.assert_allclose(law.mean, law.target, atol=1e-10)
+        assert law.kurtosis > 5  # skewed, heavy-tailed per-episode estimates
+
+
+@pytest.mark.parametrize("test", [_mean_exact, _mean_hotelling], ids=["exact_cov", "hotelling"])
+def test_mean_tests_calibrated_from_n100(test):
+    n_sets = 120
+    lo, hi = _band(len(LAWS) * n_sets)
+    count = _count(test, LAWS, 100, n_sets, seed=1)
+    assert lo <= count <= hi, (count, lo, hi)
+    # the band can fail: a target half a standard deviation off is rejected far more often
+    assert _count(test, LAWS[:2], 100, 40, seed=2, wrong=True) > 0.5 * 80
+
+
+@pytest.mark.parametrize("test", [_variance, _covariance], ids=["variance", "covariance"])
+def test_variance_tests_calibrated_from_n400(test):
+    garnet = [law for law in LAWS if law.name.endswith("garnet")]
+    n_sets = 150
+    lo, hi = _band(len(garnet) * n_sets)
+    count = _count(test, garnet, 400, n_sets, seed=3)
+    assert lo <= count <= hi, (count, lo, hi)
+    assert _count(test, garnet[:1], 400, 40, seed=4, wrong=True) > 0.5 * 40
