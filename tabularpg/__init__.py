@@ -6,7 +6,10 @@ expected weights ``d(s) pi(a|s) Q(s, a)``.
 """
 from . import envs, estimators, exact, interop, moments, objectives, optim, sampling, solve, sweep, testing
 from ._validation import (
+    ArgumentTypeError,
     EnumerationTooLargeError,
+    FileFormatError,
+    MissingFileError,
     ImproperPolicyError,
     NumericalError,
     ShapeError,
@@ -42,6 +45,9 @@ __all__ = [
     "TabularPGError",
     "ValidationError",
     "ShapeError",
+    "ArgumentTypeError",
+    "FileFormatError",
+    "MissingFileError",
     "ImproperPolicyError",
     "NumericalError",
     "EnumerationTooLargeError",

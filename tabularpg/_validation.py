@@ -7,6 +7,7 @@ argument, the expectation, and what was received.
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
@@ -14,13 +15,28 @@ __all__ = [
     "TabularPGError",
     "ValidationError",
     "ShapeError",
+    "ArgumentTypeError",
+    "FileFormatError",
+    "MissingFileError",
     "ImproperPolicyError",
     "NumericalError",
     "EnumerationTooLargeError",
     "as_rng",
+    "as_float_array",
+    "check_array",
+    "check_batch",
+    "check_bool",
+    "check_choice",
+    "check_float",
     "check_int",
+    "check_instance",
+    "check_mdp",
+    "check_policy",
     "check_prob_table",
+    "check_readable_file",
+    "check_sequence",
     "check_theta",
+    "check_writable_path",
 ]
 
 
@@ -55,62 +71,251 @@ class ArgumentTypeError(TabularPGError, TypeError):
     """An argument has the wrong type."""
 
 
+class FileFormatError(ValidationError):
+    """A file given to a reader is not in the expected format; the message names the path
+    and what was expected."""
+
+
+class MissingFileError(ValidationError, FileNotFoundError):
+    """A file given to a reader does not exist (also a ``FileNotFoundError``)."""
+
+
+def _describe(value) -> str:
+    """``repr`` of a received value, shortened, with its type."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
 def as_rng(rng, name: str = "rng") -> np.random.Generator:
-    """Return a ``numpy.random.Generator`` from a Generator or an int seed.
+    """Return a ``numpy.random.Generator`` from a Generator, a SeedSequence or an int seed >= 0.
 
     ``None`` is refused: every sampling function must be reproducible.
     """
     if isinstance(rng, np.random.Generator):
         return rng
-    if isinstance(rng, (numbers.Integral, np.random.SeedSequence)) and not isinstance(rng, bool):
+    if isinstance(rng, np.random.SeedSequence):
         return np.random.default_rng(rng)
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_)):
+        if rng < 0:
+            raise ValidationError(f"`{name}` must be a numpy.random.Generator or an int seed >= 0; got {int(rng)}")
+        return np.random.default_rng(int(rng))
     raise ArgumentTypeError(
-        f"`{name}` must be a numpy.random.Generator or an int seed; got {type(rng).__name__}"
-    )
+        f"`{name}` must be a numpy.random.Generator or an int seed >= 0; got {_describe(rng)}")
 
 
-def check_int(value, name: str, *, minimum: int | None = None, allow_none: bool = False):
-    """Check that ``value`` is an integer (not a bool) at least ``minimum``."""
+def _range_text(low, high, low_open=False, high_open=False) -> str:
+    """The range as a predicate: ``"lie in [0.0, 1.0]"``, ``"be >= 1"``, ``"be > 0"``."""
+    if low is not None and high is not None:
+        return f"lie in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f"be {'>' if low_open else '>='} {low}"
+    if high is not None:
+        return f"be {'<' if high_open else '<='} {high}"
+    return ""
+
+
+def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None,
+              allow_none: bool = False):
+    """Check an integer (not a bool, not a float such as 2.0 or 2.5) in [minimum, maximum].
+
+    Returns a Python ``int`` (or ``None`` when ``allow_none`` and ``value is None``).
+    """
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ArgumentTypeError(f"`{name}` must be an int; got {value!r} ({type(value).__name__})")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        rng = _range_text(minimum, maximum)
+        raise ArgumentTypeError(
+            f"`{name}` must be an int{' (' + rng[3:] + ')' if rng else ''}{' or None' if allow_none else ''}; "
+            f"got {_describe(value)}")
     value = int(value)
-    if minimum is not None and value < minimum:
-        raise ValidationError(f"`{name}` must be >= {minimum}; got {value}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValidationError(f"`{name}` must {_range_text(minimum, maximum)}; got {value}")
     return value
 
 
-def check_float(value, name: str, *, low=None, high=None) -> float:
-    """Check a finite real number in the closed interval [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ArgumentTypeError(f"`{name}` must be a real number; got {value!r} ({type(value).__name__})")
+def check_float(value, name: str, *, low=None, high=None, low_open: bool = False, high_open: bool = False,
+                allow_none: bool = False):
+    """Check a finite real number (not NaN, not infinite, not complex, not a bool) in the
+    interval from ``low`` to ``high`` (closed unless ``low_open``/``high_open``).
+
+    Returns a Python ``float`` (or ``None`` when ``allow_none`` and ``value is None``).
+    """
+    if value is None and allow_none:
+        return None
+    rng = _range_text(low, high, low_open, high_open)
+    where = f" (that must {rng})" if rng else ""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+            value = value.item()
+        else:
+            raise ArgumentTypeError(f"`{name}` must be a real number{where}; got {_describe(value)}")
     value = float(value)
     if not np.isfinite(value):
-        raise ValidationError(f"`{name}` must be finite; got {value}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ValidationError(f"`{name}` must lie in [{low}, {high}]; got {value}")
+        raise ValidationError(f"`{name}` must be finite{where}; got {value}")
+    if ((low is not None and (value < low or (low_open and value == low)))
+            or (high is not None and (value > high or (high_open and value == high)))):
+        raise ValidationError(f"`{name}` must {rng}; got {value:g}")
     return value
 
 
-def as_float_array(x, name: str, *, ndim=None, shape=None, allow_complex: bool = False) -> np.ndarray:
-    """Convert to a float (or complex) array and check its shape and finiteness."""
+def check_bool(value, name: str) -> bool:
+    """Check a boolean (``True``/``False`` or a numpy bool); ints and strings are refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ArgumentTypeError(f"`{name}` must be True or False; got {_describe(value)}")
+    return bool(value)
+
+
+def check_choice(value, name: str, choices):
+    """Check that ``value`` is one of ``choices`` (compared with ``==``; strings exactly)."""
+    choices = tuple(choices)
+    try:
+        ok = any(value == c and type(value) is type(c) for c in choices)
+    except Exception:  # pragma: no cover - exotic comparisons
+        ok = False
+    if not ok:
+        raise ValidationError(f"`{name}` must be one of {', '.join(map(repr, choices))}; got {_describe(value)}")
+    return value
+
+
+def check_instance(value, cls, name: str, what: str):
+    """Check ``isinstance(value, cls)``; the message names ``what`` and the received type."""
+    if not isinstance(value, cls):
+        raise ArgumentTypeError(f"`{name}` must be {what}; got {_describe(value)}")
+    return value
+
+
+def check_mdp(mdp, name: str = "mdp"):
+    """Check a :class:`tabularpg.MDP`."""
+    from .mdp import MDP
+
+    return check_instance(mdp, MDP, name, "a tabularpg.MDP")
+
+
+def check_policy(policy, name: str = "policy", *, mdp=None):
+    """Check a :class:`tabularpg.Policy`; with ``mdp``, also its (S, A) against the MDP's."""
+    from .policies import Policy
+
+    check_instance(policy, Policy, name, "a tabularpg Policy (e.g. TabularSoftmax, LinearSoftmax)")
+    if mdp is not None and (policy.n_states, policy.n_actions) != (mdp.n_states, mdp.n_actions):
+        raise ShapeError(
+            f"`{name}` has (S, A) = {(policy.n_states, policy.n_actions)}; the MDP has "
+            f"(S, A) = {(mdp.n_states, mdp.n_actions)}")
+    return policy
+
+
+def check_batch(batch, name: str = "batch", *, policy=None):
+    """Check a :class:`tabularpg.sampling.Batch`; with ``policy``, that its states and actions
+    fit the policy's (S, A)."""
+    from .sampling import Batch
+
+    check_instance(batch, Batch, name, "a tabularpg.sampling.Batch (from tabularpg.sample)")
+    if policy is not None and batch.states.size:
+        live = batch.alive
+        s_max = int(batch.states[live].max()) if live.any() else -1
+        a_max = int(batch.actions[live].max()) if live.any() else -1
+        if s_max >= policy.n_states or a_max >= policy.n_actions:
+            raise ShapeError(
+                f"`{name}` visits states up to {s_max} and actions up to {a_max}; the policy has "
+                f"(S, A) = {(policy.n_states, policy.n_actions)}")
+    return batch
+
+
+def check_sequence(value, name: str, *, min_len: int = 0) -> list:
+    """Check a sequence (list, tuple, array, iterable); a single string is refused, since it
+    would be read as a sequence of letters. Returns a list."""
+    if isinstance(value, (str, bytes)):
+        raise ArgumentTypeError(
+            f"`{name}` must be a sequence (e.g. a list); got the string {value!r}: wrap it as [{value!r}]")
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        raise ArgumentTypeError(f"`{name}` must be a sequence; got a 0-d array")
+    try:
+        out = list(value)
+    except TypeError:
+        raise ArgumentTypeError(f"`{name}` must be a sequence (e.g. a list); got {_describe(value)}") from None
+    if len(out) < min_len:
+        raise ValidationError(f"`{name}` must have at least {min_len} element(s); got {len(out)}")
+    return out
+
+
+def _as_path(path, name: str) -> str:
+    if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
+        raise ArgumentTypeError(f"`{name}` must be a path (str or os.PathLike); got {_describe(path)}")
+    path = os.fspath(path)
+    if not path:
+        raise ValidationError(f"`{name}` must be a non-empty path; got ''")
+    return path
+
+
+def check_writable_path(path, name: str, *, suffixes=None) -> str:
+    """Check, before any work is done, that a file can be written at ``path``.
+
+    The extension must be one of ``suffixes`` (when given), the directory must exist and
+    be writable, and an existing ``path`` must be a writable file (not a directory).
+    Returns the path as a string.
+    """
+    path = _as_path(path, name)
+    if suffixes is not None:
+        suffixes = tuple(suffixes)
+        if not path.lower().endswith(suffixes):
+            raise ValidationError(
+                f"`{name}` must end in {' or '.join(suffixes)} (the format is read from the extension); got {path!r}")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ValidationError(f"`{name}` {path!r}: directory {directory!r} does not exist")
+    if os.path.isdir(path):
+        raise ValidationError(f"`{name}` {path!r} is a directory; expected a file path")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise ValidationError(f"`{name}` {path!r} exists and is not writable")
+    elif not os.access(directory, os.W_OK | os.X_OK):
+        raise ValidationError(f"`{name}` {path!r}: directory {directory!r} is not writable")
+    return path
+
+
+def check_readable_file(path, name: str) -> str:
+    """Check that ``path`` names an existing, readable file; :class:`MissingFileError`
+    (a ``FileNotFoundError``) otherwise. Returns the path as a string."""
+    path = _as_path(path, name)
+    if not os.path.exists(path):
+        raise MissingFileError(f"`{name}` {path!r} does not exist")
+    if os.path.isdir(path):
+        raise ValidationError(f"`{name}` {path!r} is a directory; expected a file")
+    if not os.access(path, os.R_OK):
+        raise ValidationError(f"`{name}` {path!r} is not readable")
+    return path
+
+
+def as_float_array(x, name: str, *, ndim=None, shape=None, allow_complex: bool = False,
+                   expected: str | None = None) -> np.ndarray:
+    """Convert to a float (or complex) array and check its shape and finiteness.
+
+    ``expected`` describes the expected shape in the message (e.g. ``"(S, A) = (3, 2)"``).
+    Strings, objects and ragged nested lists are refused with :class:`ArgumentTypeError`.
+    """
+    if isinstance(x, (str, bytes)) or x is None:
+        raise ArgumentTypeError(f"`{name}` must be a numeric array; got {_describe(x)}")
     try:
         arr = np.asarray(x)
-    except Exception as exc:  # pragma: no cover - exotic inputs
-        raise ArgumentTypeError(f"`{name}` must be array-like; got {type(x).__name__}") from exc
+    except Exception as exc:
+        raise ArgumentTypeError(f"`{name}` must be a numeric array; got {type(x).__name__} ({exc})") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise ArgumentTypeError(f"`{name}` must be a numeric array; got dtype {arr.dtype}")
+        raise ArgumentTypeError(f"`{name}` must be a numeric array; got {type(x).__name__} of dtype {arr.dtype}")
     if np.iscomplexobj(arr) and not allow_complex:
         raise ArgumentTypeError(f"`{name}` must be real; got dtype {arr.dtype}")
     arr = arr.astype(np.result_type(arr.dtype, np.float64), copy=False)
     if ndim is not None and arr.ndim not in np.atleast_1d(ndim):
-        raise ShapeError(f"`{name}` must have {ndim} dimensions; got shape {arr.shape}")
+        raise ShapeError(f"`{name}` must have {ndim} dimensions{' ' + expected if expected else ''}; "
+                         f"got shape {arr.shape}")
     if shape is not None and arr.shape != tuple(shape):
-        raise ShapeError(f"`{name}` must have shape {tuple(shape)}; got {arr.shape}")
+        raise ShapeError(f"`{name}` must have shape {expected or tuple(shape)}; got {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValidationError(f"`{name}` must be finite; got {int(np.sum(~np.isfinite(arr)))} non-finite entries")
     return arr
+
+
+check_array = as_float_array
 
 
 def check_prob_table(pi, n_states: int, n_actions: int, name: str = "pi", *, atol: float = 1e-8) -> np.ndarray:

@@ -21,11 +21,14 @@ import scipy.sparse as sp
 
 from ._validation import (
     ArgumentTypeError,
+    FileFormatError,
     ShapeError,
     ValidationError,
     as_float_array,
     check_float,
     check_int,
+    check_readable_file,
+    check_writable_path,
 )
 
 __all__ = ["MDP"]
@@ -34,8 +37,12 @@ _DEFAULT_ATOL = 1e-8
 
 
 def _readonly(a):
+    """Make ``a`` (an owned ndarray or CSR matrix) read-only."""
     if isinstance(a, np.ndarray):
         a.setflags(write=False)
+    elif sp.issparse(a):
+        for arr in (a.data, a.indices, a.indptr):
+            arr.setflags(write=False)
     return a
 
 
@@ -72,6 +79,12 @@ class MDP:
 
     Notes
     -----
+    The MDP copies every array it validates: the caller's arrays (dense or the
+    ``data``/``indices``/``indptr`` of a sparse ``P``) are never modified, not even by a
+    refused call, and changing them afterwards does not change the MDP. The arrays it
+    exposes (``P``, ``R``, ``r_sa``, ``mu``, ``terminal``; a sparse ``P``'s storage) are
+    read-only.
+
     ``gamma == 1`` needs a finite horizon or terminal states; with terminal states and
     no horizon, the exact solvers additionally check that the policy is proper
     (terminates with probability one from every state) and raise
@@ -90,16 +103,24 @@ class MDP:
                  "n_actions", "is_sparse", "atol", "_frozen")
 
     def __init__(self, P, R, mu, gamma=0.9, horizon=None, terminal=None, *, atol=_DEFAULT_ATOL):
-        atol = check_float(atol, "atol", low=0.0)
+        atol = check_float(atol, "atol", low=0.0, high=1.0)
         if sp.issparse(P):
-            P = sp.csr_matrix(P, dtype=np.float64)
-            if P.ndim != 2 or P.shape[0] % max(P.shape[1], 1) != 0 or P.shape[1] == 0:
+            if np.iscomplexobj(P.data if hasattr(P, "data") else P.tocsr().data):
+                raise ArgumentTypeError(f"`P` must be real; got a sparse matrix of dtype {P.dtype}")
+            if not (np.issubdtype(P.dtype, np.number) or P.dtype == bool):
+                raise ArgumentTypeError(f"`P` must be numeric; got a sparse matrix of dtype {P.dtype}")
+            # an owned copy: the caller's data/indices/indptr are never rewritten (not even
+            # by sum_duplicates on a refused call) and never shared afterwards
+            P = sp.csr_matrix(P, dtype=np.float64, copy=True)
+            if P.ndim != 2 or P.shape[1] == 0 or P.shape[0] % P.shape[1] != 0:
                 raise ShapeError(f"sparse `P` must have shape (S*A, S); got {P.shape}")
             S = P.shape[1]
             A = P.shape[0] // S
             if A == 0:
                 raise ShapeError(f"sparse `P` must have shape (S*A, S) with A >= 1; got {P.shape}")
             P.sum_duplicates()
+            P.sort_indices()
+            P.eliminate_zeros()
             if not np.all(np.isfinite(P.data)):
                 raise ValidationError("`P` must be finite; got non-finite entries")
             if np.any(P.data < 0):
@@ -291,19 +312,61 @@ class MDP:
         return cls(P_sas, R, mu, gamma=gamma, horizon=horizon, terminal=terminal, **kw)
 
     def to_npz(self, path) -> None:
-        """Save to an ``.npz`` file readable by :meth:`from_npz` (dense ``P``)."""
+        """Save to an ``.npz`` file readable by :meth:`from_npz` (dense ``P``).
+
+        ``path`` must end in ``.npz`` and its directory must exist (checked before writing).
+        """
+        path = check_writable_path(path, "path", suffixes=(".npz",))
         np.savez(path, P=self.P_dense(), R=self.R, mu=self.mu, gamma=self.gamma,
                  horizon=-1 if self.horizon is None else self.horizon, terminal=self.terminal)
 
     @classmethod
     def from_npz(cls, path) -> "MDP":
         """Load an MDP saved by :meth:`to_npz` (keys ``P, R, mu, gamma``; optional
-        ``horizon`` (-1 for None) and ``terminal``)."""
-        with np.load(path) as f:
+        ``horizon`` (an integer, -1 for None) and ``terminal``).
+
+        Files are read without pickle; a missing file raises
+        :class:`~tabularpg._validation.MissingFileError` (a ``FileNotFoundError``), a file
+        that is not such an archive :class:`~tabularpg._validation.FileFormatError`; both
+        name the path.
+        """
+        path = check_readable_file(path, "path")
+        expected = "an .npz archive written by MDP.to_npz (numeric arrays P, R, mu, gamma; optional horizon, terminal)"
+        try:
+            f = np.load(path, allow_pickle=False)
+        except Exception as exc:
+            raise FileFormatError(f"`path` {path!r} is not {expected}: {type(exc).__name__}") from None
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise FileFormatError(f"`path` {path!r} holds a single array, not {expected}")
+        with f:
             missing = {"P", "R", "mu", "gamma"} - set(f.files)
             if missing:
-                raise ValidationError(f"`.npz` file {path} lacks keys {sorted(missing)}; has {sorted(f.files)}")
-            horizon = int(f["horizon"]) if "horizon" in f.files else -1
-            terminal = f["terminal"].astype(bool) if "terminal" in f.files else None
-            return cls(f["P"], f["R"], f["mu"], gamma=float(f["gamma"]),
+                raise FileFormatError(f"`path` {path!r} lacks keys {sorted(missing)}; has {sorted(f.files)}; "
+                                      f"expected {expected}")
+            try:
+                data = {k: f[k] for k in ("P", "R", "mu", "gamma", "horizon", "terminal") if k in f.files}
+            except Exception as exc:
+                raise FileFormatError(f"`path` {path!r} holds an entry that is not a numeric array "
+                                      f"({type(exc).__name__}); expected {expected}") from None
+        for key in ("gamma", "horizon"):
+            if key in data and data[key].shape != ():
+                raise FileFormatError(f"`path` {path!r}: `{key}` must be a scalar; got shape {data[key].shape}")
+        horizon = -1
+        if "horizon" in data:
+            if data["horizon"].dtype.kind not in "iu":
+                raise FileFormatError(f"`path` {path!r}: `horizon` must be an integer (-1 for None); "
+                                      f"got {data['horizon'].item()!r} of dtype {data['horizon'].dtype}")
+            horizon = int(data["horizon"])
+            if horizon == 0 or horizon < -1:
+                raise FileFormatError(f"`path` {path!r}: `horizon` must be >= 1 or -1 (None); got {horizon}")
+        terminal = None
+        if "terminal" in data:
+            terminal = data["terminal"]
+            if terminal.dtype != bool:
+                raise FileFormatError(f"`path` {path!r}: `terminal` must be a boolean array; got dtype {terminal.dtype}")
+        gamma = data["gamma"].item()
+        try:
+            return cls(data["P"], data["R"], data["mu"], gamma=gamma,
                        horizon=None if horizon < 0 else horizon, terminal=terminal)
+        except (ValidationError, ArgumentTypeError) as exc:
+            raise type(exc)(f"`path` {path!r} holds an invalid MDP: {exc}") from None

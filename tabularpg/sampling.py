@@ -171,7 +171,7 @@ def _transition_tables(mdp: MDP) -> AliasTable:
     holding the successor states."""
     S, A = mdp.n_states, mdp.n_actions
     P = mdp.P_flat()
-    P = P.tocsr() if sp.issparse(P) else sp.csr_matrix(P)
+    P = P.tocsr(copy=True) if sp.issparse(P) else sp.csr_matrix(P)  # the MDP's storage is read-only
     P.eliminate_zeros()
     nnz = np.diff(P.indptr)
     K = max(int(nnz.max()), 1)

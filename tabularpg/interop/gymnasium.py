@@ -253,11 +253,9 @@ def to_gymnasium(mdp: MDP, *, seed=None):
     from gymnasium.utils import seeding
 
     S, A = mdp.n_states, mdp.n_actions
-    P_flat = mdp.P_flat()
-    if not mdp.is_sparse:
-        import scipy.sparse as sp
+    import scipy.sparse as sp
 
-        P_flat = sp.csr_matrix(P_flat)
+    P_flat = sp.csr_matrix(mdp.P_flat(), copy=True)  # the MDP's storage is read-only
     P_flat.eliminate_zeros()
     succ, probs, rewards = [], [], []
     for row in range(S * A):
