@@ -69,12 +69,12 @@ def rng_():
     return Bad(("str", "seed", T), ("float", 2.5, T), ("negative", -1, V), ("none", None, T))
 
 
-def array(good, *, complex_ok=False, extra=()):
+def array(good, *, complex_ok=False, short=True, extra=()):
     """Bad values of an array argument whose good value is ``good``."""
     good = np.asarray(good)
     rows = [("str", "x", T), ("wrong-shape", np.zeros(good.shape + (2,)), SH),
             ("nan", np.full(good.shape, np.nan), V), ("inf", np.full(good.shape, np.inf), V)]
-    if good.ndim >= 1:
+    if good.ndim >= 1 and short:
         rows.append(("short", np.zeros(good.shape[:-1] + (good.shape[-1] + 1,)), SH))
     if not complex_ok:
         rows.append(("complex", good.astype(complex) + 1j, T))
@@ -136,3 +136,19 @@ def run_param(fn, call, error, words):
         else:
             kwargs[name] = value
     return run_row(fn, args, kwargs, error, words)
+
+
+# ----------------------------------------------------------------------------- fixtures
+def small_problem():
+    """A 3-state, 2-action Garnet, a tabular policy, theta, and a batch (horizon 4)."""
+    import tabularpg as tpg
+
+    mdp = tpg.envs.garnet(3, 2, 2, rng=1, gamma=0.8)
+    pol = tpg.TabularSoftmax(3, 2)
+    theta = np.random.default_rng(0).normal(size=(3, 2))
+    batch = tpg.sample(mdp, pol, theta, 6, rng=0, horizon=4)
+    return mdp, pol, theta, batch
+
+
+def param_ids(rows):
+    return [r.id for r in rows]
