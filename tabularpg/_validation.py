@@ -182,7 +182,12 @@ def check_choice(value, name: str, choices):
 def check_instance(value, cls, name: str, what: str):
     """Check ``isinstance(value, cls)``; the message names ``what`` and the received type."""
     if not isinstance(value, cls):
-        raise ArgumentTypeError(f"`{name}` must be {what}; got {_describe(value)}")
+        detail = ""
+        if isinstance(value, np.ndarray):
+            detail = f" of shape {value.shape}"
+        elif isinstance(value, (str, numbers.Number)) and len(repr(value)) <= 40:
+            detail = f" {value!r}"
+        raise ArgumentTypeError(f"`{name}` must be {what}; got {type(value).__name__}{detail}")
     return value
 
 

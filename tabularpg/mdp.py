@@ -294,8 +294,11 @@ class MDP:
         """Build from pymdptoolbox's ``P`` (A, S, S) (array or list of A matrices) and
         ``R`` of shape (S, A), (S,) or (A, S, S). ``mu`` defaults to uniform."""
         if isinstance(P, (list, tuple)) or (isinstance(P, np.ndarray) and P.dtype == object):
-            P = np.stack([np.asarray(p.toarray() if sp.issparse(p) else p, dtype=float) for p in P])
-        P = as_float_array(P, "P", ndim=3)
+            if len(P) == 0 or any(np.shape(p) != np.shape(P[0]) for p in P):
+                raise ShapeError("pymdptoolbox `P` must be a list of A >= 1 matrices of one shape (S, S); got "
+                                 f"shapes {[np.shape(p) for p in P][:5]}")
+            P = np.stack([as_float_array(p.toarray() if sp.issparse(p) else p, "P", ndim=2) for p in P])
+        P = as_float_array(P, "P", ndim=3, expected="(A, S, S)")
         A, S, S2 = P.shape
         if S != S2:
             raise ShapeError(f"pymdptoolbox `P` must have shape (A, S, S); got {P.shape}")
