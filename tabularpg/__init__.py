@@ -4,13 +4,25 @@ See ``DESIGN`` in the repository: estimators make weights, policies contract the
 their hand-derived score, and the exact gradient is the same contraction with the
 expected weights ``d(s) pi(a|s) Q(s, a)``.
 """
-from . import envs, estimators, exact, interop, moments, objectives, optim, sampling, solve, sweep, testing
+from . import (
+    envs,
+    estimators,
+    exact,
+    interop,
+    moments,
+    objectives,
+    optim,
+    sampling,
+    solve,
+    sweep,
+    testing,
+)
 from ._validation import (
     ArgumentTypeError,
     EnumerationTooLargeError,
     FileFormatError,
-    MissingFileError,
     ImproperPolicyError,
+    MissingFileError,
     NumericalError,
     ShapeError,
     TabularPGError,

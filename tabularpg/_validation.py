@@ -170,11 +170,7 @@ def check_bool(value, name: str) -> bool:
 def check_choice(value, name: str, choices):
     """Check that ``value`` is one of ``choices`` (compared with ``==``; strings exactly)."""
     choices = tuple(choices)
-    try:
-        ok = any(value == c and type(value) is type(c) for c in choices)
-    except Exception:  # pragma: no cover - exotic comparisons
-        ok = False
-    if not ok:
+    if not any(type(value) is type(c) and value == c for c in choices):
         raise ValidationError(f"`{name}` must be one of {', '.join(map(repr, choices))}; got {_describe(value)}")
     return value
 
@@ -303,7 +299,7 @@ def as_float_array(x, name: str, *, ndim=None, shape=None, allow_complex: bool =
         raise ArgumentTypeError(f"`{name}` must be a numeric array; got {_describe(x)}")
     try:
         arr = np.asarray(x)
-    except Exception as exc:
+    except (ValueError, TypeError) as exc:  # ragged nested sequences, exotic objects
         raise ArgumentTypeError(f"`{name}` must be a numeric array; got {type(x).__name__} ({exc})") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise ArgumentTypeError(f"`{name}` must be a numeric array; got {type(x).__name__} of dtype {arr.dtype}")

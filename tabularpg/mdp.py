@@ -337,7 +337,7 @@ class MDP:
         expected = "an .npz archive written by MDP.to_npz (numeric arrays P, R, mu, gamma; optional horizon, terminal)"
         try:
             f = np.load(path, allow_pickle=False)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to parse means "not an .npz archive"
             raise FileFormatError(f"`path` {path!r} is not {expected}: {type(exc).__name__}") from None
         if not isinstance(f, np.lib.npyio.NpzFile):
             raise FileFormatError(f"`path` {path!r} holds a single array, not {expected}")
@@ -348,7 +348,7 @@ class MDP:
                                       f"expected {expected}")
             try:
                 data = {k: f[k] for k in ("P", "R", "mu", "gamma", "horizon", "terminal") if k in f.files}
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - pickled objects, corrupt members
                 raise FileFormatError(f"`path` {path!r} holds an entry that is not a numeric array "
                                       f"({type(exc).__name__}); expected {expected}") from None
         for key in ("gamma", "horizon"):

@@ -2,10 +2,9 @@
 naming the argument. Rows are generated from each constructor's good call."""
 import numpy as np
 import pytest
+from _bad_inputs import Bad, T, V, bool_, float_, int_, rng_, rows_for, run_param
 
 from tabularpg import envs
-
-from _bad_inputs import T, V, Bad, bool_, float_, int_, rng_, rows_for, run_param
 
 GAMMA = float_(0.0, 1.0)
 HORIZON = int_(1, none=True)

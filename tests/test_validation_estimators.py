@@ -2,11 +2,23 @@
 error, naming the argument, and the caller's arrays unchanged by a refused call."""
 import numpy as np
 import pytest
+from _bad_inputs import (
+    SH,
+    Bad,
+    T,
+    V,
+    array,
+    bool_,
+    float_,
+    int_,
+    obj,
+    rows_for,
+    run_param,
+    small_problem,
+)
 
 import tabularpg as tpg
 from tabularpg import estimators as E
-
-from _bad_inputs import SH, T, V, Bad, array, bool_, float_, int_, obj, rows_for, run_param, small_problem
 
 MDP_, POL, TH, BATCH = small_problem()
 W = BATCH.width

@@ -4,6 +4,7 @@ foreign ``.npz`` files refused with their path."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from _bad_inputs import run_row
 
 import tabularpg as tpg
 from tabularpg import MDP
@@ -14,8 +15,6 @@ from tabularpg._validation import (
     ShapeError,
     ValidationError,
 )
-
-from _bad_inputs import run_row
 
 
 def _dense():

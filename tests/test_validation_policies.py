@@ -2,11 +2,10 @@
 naming the argument, and nothing changed by a refused call."""
 import numpy as np
 import pytest
+from _bad_inputs import SH, Bad, T, V, array, int_, rng_, rows_for, run_param
 
 from tabularpg import policies
 from tabularpg.policies import LinearSoftmax, TabularSoftmax
-
-from _bad_inputs import SH, T, V, Bad, array, int_, rng_, rows_for, run_param
 
 TAB = TabularSoftmax(3, 2)
 LIN = LinearSoftmax(np.random.default_rng(0).normal(size=(3, 2, 4)))

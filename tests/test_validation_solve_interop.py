@@ -2,11 +2,23 @@
 hypothesis strategies: the library's error, naming the argument."""
 import numpy as np
 import pytest
+from _bad_inputs import (
+    SH,
+    Bad,
+    T,
+    V,
+    array,
+    bool_,
+    float_,
+    int_,
+    obj,
+    rows_for,
+    run_param,
+    seq,
+)
 
 from tabularpg import envs, interop, solve
 from tabularpg.testing import strategies
-
-from _bad_inputs import SH, T, V, Bad, array, bool_, float_, int_, obj, rows_for, run_param, seq
 
 M = envs.garnet(3, 2, 2, rng=0, gamma=0.8)
 MH = envs.garnet(3, 2, 2, rng=0, gamma=0.8, horizon=3)

@@ -4,11 +4,10 @@ import json
 
 import numpy as np
 import pytest
+from _bad_inputs import Bad, T, V, int_, obj, rows_for, run_param, seq
 
 from tabularpg import sweep
 from tabularpg._validation import FileFormatError, MissingFileError
-
-from _bad_inputs import T, V, Bad, int_, obj, rows_for, run_param, seq
 
 TASKS = sweep.grid(["two_state"], ["reinforce"], [5, 6], horizon=3)
 CALLS = []

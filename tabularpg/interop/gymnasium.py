@@ -39,7 +39,13 @@ import warnings
 
 import numpy as np
 
-from .._validation import TabularPGError, ValidationError, check_float, check_int, check_mdp
+from .._validation import (
+    TabularPGError,
+    ValidationError,
+    check_float,
+    check_int,
+    check_mdp,
+)
 from ..mdp import MDP
 
 __all__ = ["GymnasiumConversionError", "from_gymnasium", "to_gymnasium"]
