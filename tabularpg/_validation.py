@@ -27,7 +27,13 @@ __all__ = [
     "check_batch",
     "check_bool",
     "check_choice",
+    "check_episode_selection",
     "check_float",
+    "check_index_array",
+    "check_prob_rows",
+    "check_sampled_weights_args",
+    "check_surrogate",
+    "check_problem",
     "check_int",
     "check_instance",
     "check_mdp",
@@ -213,6 +219,8 @@ def check_batch(batch, name: str = "batch", *, policy=None):
 
     check_instance(batch, Batch, name, "a tabularpg.sampling.Batch (from tabularpg.sample)")
     if policy is not None and batch.states.size:
+        if not isinstance(policy, _Shape):
+            check_policy(policy)
         live = batch.alive
         s_max = int(batch.states[live].max()) if live.any() else -1
         a_max = int(batch.actions[live].max()) if live.any() else -1
@@ -319,6 +327,39 @@ def as_float_array(x, name: str, *, ndim=None, shape=None, allow_complex: bool =
 check_array = as_float_array
 
 
+def check_prob_rows(probs, name: str, *, atol: float = 1e-8) -> np.ndarray:
+    """Check a real 2-D array whose rows are probability vectors (non-negative, summing to
+    one within ``atol`` times the row length)."""
+    probs = as_float_array(probs, name, ndim=2, expected="(R, K)")
+    if probs.shape[1] == 0:
+        raise ShapeError(f"`{name}` must have shape (R, K) with K >= 1; got {probs.shape}")
+    if np.any(probs < 0):
+        r, k = np.argwhere(probs < 0)[0]
+        raise ValidationError(f"`{name}` entry ({r}, {k}) is {probs[r, k]:.3g}; expected >= 0")
+    sums = probs.sum(axis=1)
+    tol = atol * max(1, probs.shape[1])
+    bad = np.flatnonzero(np.abs(sums - 1.0) > tol)
+    if bad.size:
+        raise ValidationError(f"`{name}` row {bad[0]} sums to {sums[bad[0]]:.12g}; expected 1 within {tol:g}")
+    return probs
+
+
+def check_index_array(x, name: str, *, shape=None, low: int | None = None, high: int | None = None) -> np.ndarray:
+    """Check an integer array (bools and floats refused) with entries in [low, high)."""
+    if isinstance(x, (str, bytes)):
+        raise ArgumentTypeError(f"`{name}` must be an integer array; got {_describe(x)}")
+    arr = np.asarray(x)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ArgumentTypeError(f"`{name}` must be an integer array; got dtype {arr.dtype}")
+    if shape is not None and arr.shape != tuple(shape):
+        raise ShapeError(f"`{name}` must have shape {tuple(shape)}; got {arr.shape}")
+    if arr.size and ((low is not None and arr.min() < low) or (high is not None and arr.max() >= high)):
+        raise ValidationError(f"`{name}` entries must lie in [{low if low is not None else '-inf'}, "
+                              f"{high if high is not None else 'inf'}); "
+                              f"got range [{arr.min()}, {arr.max()}]")
+    return arr
+
+
 def check_prob_table(pi, n_states: int, n_actions: int, name: str = "pi", *, atol: float = 1e-8) -> np.ndarray:
     """Check an action-probability table of shape (S, A) whose rows sum to 1.
 
@@ -341,3 +382,79 @@ def check_prob_table(pi, n_states: int, n_actions: int, name: str = "pi", *, ato
 def check_theta(theta, shape, name: str = "theta") -> np.ndarray:
     """Check a parameter array of the policy's shape (real or complex)."""
     return as_float_array(theta, name, shape=shape, allow_complex=True)
+
+
+def check_episode_selection(episodes, n_episodes: int, name: str = "episodes"):
+    """Check episode indices in [-n, n) (an int or int array) or a boolean mask of length n."""
+    if isinstance(episodes, slice):
+        return episodes
+    arr = np.asarray(episodes)
+    if arr.dtype == bool:
+        if arr.shape != (n_episodes,):
+            raise ShapeError(f"`{name}` as a boolean mask must have shape ({n_episodes},); got {arr.shape}")
+        return arr
+    return check_index_array(arr, name, low=-n_episodes, high=n_episodes)
+
+
+def check_problem(mdp=None, policy=None, *, theta=None, **scalars):
+    """One boundary call for the common arguments of the exact and sampled functions:
+    ``mdp`` (a :class:`~tabularpg.MDP`), ``policy`` (a Policy of the MDP's (S, A)),
+    ``theta`` (of ``policy.theta_shape``), and named scalars checked by name:
+    counts (``max_trajectories``, ``n_iter``, ``n_episodes``, ... >= 1), booleans
+    (``per_component``, ``discount``, ...). Returns the checked ``theta`` (or None)."""
+    if mdp is not None:
+        check_mdp(mdp)
+    if policy is not None:
+        check_policy(policy, mdp=mdp)
+    for name, value in scalars.items():
+        if name in _BOOL_OPTIONS:
+            check_bool(value, name)
+        elif name in _COUNT_OPTIONS:
+            check_int(value, name, minimum=_COUNT_OPTIONS[name])
+        else:  # pragma: no cover - a programming error in the caller
+            raise TypeError(f"check_problem does not know how to check {name!r}")
+    if theta is not None and policy is not None:
+        return policy.check_theta(theta)
+    return None
+
+
+_BOOL_OPTIONS = {"per_component", "discount", "adaptive_kl", "closed_form", "time_indexed", "occupancy"}
+_COUNT_OPTIONS = {"max_trajectories": 1, "n_iter": 1, "n_episodes": 1, "epochs": 1, "k": 2, "cg_iters": 1,
+                  "max_backtracks": 0, "critic_sweeps": 0, "n": 1}
+
+
+def check_surrogate(sur, policy, name: str = "sur"):
+    """Check a :class:`tabularpg.objectives.Surrogate` and a policy of its (S, A)."""
+    from .objectives import Surrogate
+
+    check_instance(sur, Surrogate, name, "a tabularpg.objectives.Surrogate (Surrogate.at(mdp, policy, theta_old))")
+    check_policy(policy)
+    if sur.pi_old.shape != (policy.n_states, policy.n_actions):
+        raise ShapeError(f"`policy` has (S, A) = {(policy.n_states, policy.n_actions)}; `{name}` was built for "
+                         f"(S, A) = {sur.pi_old.shape}")
+    return sur
+
+
+def check_sampled_weights_args(batch, pi_old, *, policy=None, advantages=None, clip=None, discount=True):
+    """Boundary checks of the sampled surrogate / KL weights: ``batch`` a Batch whose states
+    fit ``pi_old`` (S, A) (a probability table), ``advantages`` of the batch's shape (N, T),
+    ``clip`` > 0 or None, ``discount`` a bool."""
+    check_batch(batch, policy=policy)
+    pi_old = as_float_array(pi_old, "pi_old", ndim=2, expected="(S, A)")
+    if policy is not None:
+        check_prob_table(pi_old, policy.n_states, policy.n_actions, "pi_old")
+    else:
+        check_prob_table(pi_old, *pi_old.shape, "pi_old")
+        check_batch(batch, policy=_Shape(*pi_old.shape))
+    if advantages is not None:
+        as_float_array(advantages, "advantages", shape=batch.states.shape,
+                       expected=f"(N, T) = {batch.states.shape} (the batch's)")
+    check_float(clip, "clip", low=0.0, low_open=True, allow_none=True)
+    check_bool(discount, "discount")
+
+
+class _Shape:
+    """(S, A) stand-in for a policy in :func:`check_batch`."""
+
+    def __init__(self, n_states, n_actions):
+        self.n_states, self.n_actions = n_states, n_actions

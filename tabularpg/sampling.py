@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from . import _validation as _v
 from ._validation import (
     ArgumentTypeError,
     ValidationError,
@@ -90,7 +91,7 @@ def alias_table(probs: np.ndarray, values: np.ndarray | None = None) -> AliasTab
     Parameters
     ----------
     probs : ndarray of shape (R, K)
-        Rows summing to 1 (not re-checked: internal helper).
+        Rows summing to 1 (within 1e-8 times K; checked).
     values : int ndarray of shape (R, K), optional
         Outcome of each column (defaults to the column index).
 
@@ -132,6 +133,8 @@ def alias_table(probs: np.ndarray, values: np.ndarray | None = None) -> AliasTab
     >>> p.tolist()
     [0.5, 0.25, 0.25, 0.0]
     """
+    probs = _v.check_prob_rows(probs, "probs")
+    values = None if values is None else _v.check_index_array(values, "values", shape=probs.shape)
     probs = np.asarray(probs, dtype=np.float64)
     R, K = probs.shape
     qt = probs * K
@@ -253,6 +256,7 @@ class Batch:
 
     def select(self, episodes) -> Batch:
         """The sub-batch of the given episode indices (or boolean mask)."""
+        _v.check_episode_selection(episodes, self.n_episodes)
         idx = np.arange(self.n_episodes)[episodes]
         pick = lambda x: None if x is None else x[idx]
         return Batch(states=self.states[idx], actions=self.actions[idx], rewards=self.rewards[idx],
@@ -352,6 +356,7 @@ def sample(mdp: MDP, policy: Policy, theta, n_episodes: int, *, rng, horizon=Non
     else:
         if isinstance(behavior, tuple):
             b_pol, b_theta = behavior
+            _v.check_policy(b_pol, "behavior", mdp=mdp)
             act_probs = b_pol.probs(b_theta)
         else:
             act_probs = check_prob_table(behavior, S, A, name="behavior")
