@@ -26,7 +26,9 @@ __all__ = [
     "check_array",
     "check_batch",
     "check_bool",
+    "check_cg_args",
     "check_choice",
+    "check_dpo_args",
     "check_episode_selection",
     "check_float",
     "check_index_array",
@@ -396,21 +398,51 @@ def check_episode_selection(episodes, n_episodes: int, name: str = "episodes"):
     return check_index_array(arr, name, low=-n_episodes, high=n_episodes)
 
 
-def check_problem(mdp=None, policy=None, *, theta=None, **scalars):
-    """One boundary call for the common arguments of the exact and sampled functions:
-    ``mdp`` (a :class:`~tabularpg.MDP`), ``policy`` (a Policy of the MDP's (S, A)),
-    ``theta`` (of ``policy.theta_shape``), and named scalars checked by name:
-    counts (``max_trajectories``, ``n_iter``, ``n_episodes``, ... >= 1), booleans
-    (``per_component``, ``discount``, ...). Returns the checked ``theta`` (or None)."""
+def check_problem(mdp=None, policy=None, *, theta=None, **options):
+    """One boundary call for the common arguments of the exact, sampled and optimizing
+    functions, each checked by its name so that the message names it as the caller wrote it:
+
+    * ``mdp`` a :class:`~tabularpg.MDP`; ``policy`` a Policy of the MDP's (S, A);
+      ``theta`` of ``policy.theta_shape`` (returned, checked);
+    * counts (``n_iter`` >= 0, ``n_episodes``, ``epochs``, ``max_trajectories`` ... >= 1,
+      ``k`` >= 2, ``critic_sweeps`` >= 1; ``n_episodes`` may be None where documented);
+    * rates and tolerances with their stated ranges (``step_size``, ``lr``, ``delta``,
+      ``kl_target``, ``beta0`` > 0; ``clip`` in (0, 1); ``critic_lr`` in (0, 1];
+      ``backtrack`` in (0, 1); ``tau``, ``damping`` >= 0);
+    * booleans (``per_component``, ``adaptive_kl``, ...; ``closed_form`` may be None);
+    * ``rng`` (Generator or int seed >= 0), ``progress`` (callable or None), ``horizon``
+      (int >= 1, ``"geometric"`` or None), ``estimator`` (None, a registered name or an
+      Estimator).
+    """
     if mdp is not None:
         check_mdp(mdp)
     if policy is not None:
         check_policy(policy, mdp=mdp)
-    for name, value in scalars.items():
+    for name, value in options.items():
         if name in _BOOL_OPTIONS:
-            check_bool(value, name)
+            if not (value is None and name in _NONE_OK):
+                check_bool(value, name)
         elif name in _COUNT_OPTIONS:
-            check_int(value, name, minimum=_COUNT_OPTIONS[name])
+            check_int(value, name, minimum=_COUNT_OPTIONS[name], allow_none=name in _NONE_OK)
+        elif name in _FLOAT_OPTIONS:
+            low, high, low_open, high_open = _FLOAT_OPTIONS[name]
+            check_float(value, name, low=low, high=high, low_open=low_open, high_open=high_open)
+        elif name == "rng":
+            as_rng(value, name)
+        elif name == "progress":
+            if value is not None and not callable(value):
+                raise ArgumentTypeError(f"`progress` must be callable (e.g. tqdm.tqdm) or None; got {_describe(value)}")
+        elif name == "horizon":
+            if isinstance(value, str):
+                if value != "geometric":
+                    raise ValidationError(f"`horizon` must be an int >= 1, 'geometric' or None; got {value!r}")
+            else:
+                check_int(value, name, minimum=1, allow_none=True)
+        elif name == "estimator":
+            if value is not None:
+                from .estimators import _resolve
+
+                _resolve(value)
         else:  # pragma: no cover - a programming error in the caller
             raise TypeError(f"check_problem does not know how to check {name!r}")
     if theta is not None and policy is not None:
@@ -419,8 +451,50 @@ def check_problem(mdp=None, policy=None, *, theta=None, **scalars):
 
 
 _BOOL_OPTIONS = {"per_component", "discount", "adaptive_kl", "closed_form", "time_indexed", "occupancy"}
-_COUNT_OPTIONS = {"max_trajectories": 1, "n_iter": 1, "n_episodes": 1, "epochs": 1, "k": 2, "cg_iters": 1,
-                  "max_backtracks": 0, "critic_sweeps": 0, "n": 1}
+_COUNT_OPTIONS = {"max_trajectories": 1, "n_iter": 0, "n_episodes": 1, "epochs": 1, "k": 2, "cg_iters": 1,
+                  "max_backtracks": 1, "critic_sweeps": 1, "n": 1}
+_NONE_OK = {"closed_form", "n_episodes"}
+#: name -> (low, high, low_open, high_open)
+_FLOAT_OPTIONS = {
+    "step_size": (0.0, None, True, False), "lr": (0.0, None, True, False), "delta": (0.0, None, True, False),
+    "kl_target": (0.0, None, True, False), "beta0": (0.0, None, True, False), "beta": (0.0, None, True, False),
+    "clip": (0.0, 1.0, True, True), "critic_lr": (0.0, 1.0, True, False), "backtrack": (0.0, 1.0, True, True),
+    "tau": (0.0, None, False, False), "damping": (0.0, None, False, False), "tol": (0.0, None, True, False),
+}
+
+
+def check_dpo_args(policy=None, pi_ref=None, *, prefs=None, reward=None, mu=None):
+    """Boundary checks of the DPO functions: ``pi_ref`` (X, Y) a probability table,
+    ``policy`` of (S, A) = (X, Y), ``reward`` (X, Y) finite, ``mu`` (X,) finite,
+    ``prefs`` a triple of int arrays ``(x, y_w, y_l)`` of one shape within the table."""
+    pi_ref = as_float_array(pi_ref, "pi_ref", ndim=2, expected="(X, Y)")
+    X, Y = pi_ref.shape
+    if policy is not None:
+        check_policy(policy)
+        if (policy.n_states, policy.n_actions) != (X, Y):
+            raise ShapeError(f"`policy` has (S, A) = {(policy.n_states, policy.n_actions)}; `pi_ref` has "
+                             f"shape (X, Y) = {(X, Y)}")
+    if reward is not None:
+        r = as_float_array(reward, "reward")
+        if r.shape != (X, Y):
+            raise ShapeError(f"`reward` must have the shape of `pi_ref` (X, Y) = {(X, Y)}; got {r.shape}")
+    if mu is not None:
+        as_float_array(mu, "mu", shape=(X,), expected=f"(X,) = ({X},)")
+    if prefs is not None:
+        if isinstance(prefs, (str, bytes)) or not isinstance(prefs, (tuple, list)) or len(prefs) != 3:
+            raise ArgumentTypeError(f"`prefs` must be a triple (x, y_w, y_l) of int arrays; got {_describe(prefs)}")
+        x = check_index_array(prefs[0], "prefs", low=0, high=X)
+        for part in prefs[1:]:
+            check_index_array(part, "prefs", shape=x.shape, low=0, high=Y)
+
+
+def check_cg_args(matvec, b, n_iter, tol):
+    """Boundary checks of :func:`tabularpg.optim.conjugate_gradient`."""
+    if not callable(matvec):
+        raise ArgumentTypeError(f"`matvec` must be callable v -> F v; got {_describe(matvec)}")
+    as_float_array(b, "b", allow_complex=True)
+    check_int(n_iter, "n_iter", minimum=1)
+    check_float(tol, "tol", low=0.0)
 
 
 def check_surrogate(sur, policy, name: str = "sur"):

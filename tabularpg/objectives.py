@@ -339,7 +339,8 @@ def sample_surrogate_weights(batch, policy: Policy, theta, pi_old, advantages, *
     :math:`\gamma^t` as common practice does (then the expectation weights states by the
     undiscounted occupancy).
     """
-    _v.check_sampled_weights_args(batch, pi_old, policy=policy, advantages=advantages, clip=clip, discount=discount)
+    _v.check_sampled_weights_args(batch, pi_old, policy=policy, advantages=advantages, clip=clip,
+                                  discount=discount)
     pi_old = np.asarray(pi_old)
     logp = policy.log_probs(theta)[batch.states, batch.actions]
     logp_old = _safe_log(pi_old)[batch.states, batch.actions]
