@@ -214,7 +214,7 @@ def check_policy(policy, name: str = "policy", *, mdp=None):
     return policy
 
 
-def check_batch(batch, name: str = "batch", *, policy=None):
+def check_batch(batch, name: str = "batch", *, policy=None, against: str = "policy"):
     """Check a :class:`tabularpg.sampling.Batch`; with ``policy``, that its states and actions
     fit the policy's (S, A)."""
     from .sampling import Batch
@@ -228,7 +228,7 @@ def check_batch(batch, name: str = "batch", *, policy=None):
         a_max = int(batch.actions[live].max()) if live.any() else -1
         if s_max >= policy.n_states or a_max >= policy.n_actions:
             raise ShapeError(
-                f"`{name}` visits states up to {s_max} and actions up to {a_max}; the policy has "
+                f"`{name}` visits states up to {s_max} and actions up to {a_max}; `{against}` has "
                 f"(S, A) = {(policy.n_states, policy.n_actions)}")
     return batch
 
@@ -398,7 +398,10 @@ def check_episode_selection(episodes, n_episodes: int, name: str = "episodes"):
     return check_index_array(arr, name, low=-n_episodes, high=n_episodes)
 
 
-def check_problem(mdp=None, policy=None, *, theta=None, **options):
+_ABSENT = object()
+
+
+def check_problem(mdp=_ABSENT, policy=_ABSENT, *, theta=None, _none_ok=(), **options):
     """One boundary call for the common arguments of the exact, sampled and optimizing
     functions, each checked by its name so that the message names it as the caller wrote it:
 
@@ -414,16 +417,20 @@ def check_problem(mdp=None, policy=None, *, theta=None, **options):
       (int >= 1, ``"geometric"`` or None), ``estimator`` (None, a registered name or an
       Estimator).
     """
-    if mdp is not None:
+    if mdp is not _ABSENT:
         check_mdp(mdp)
-    if policy is not None:
+    else:
+        mdp = None
+    if policy is not _ABSENT:
         check_policy(policy, mdp=mdp)
+    else:
+        policy = None
     for name, value in options.items():
         if name in _BOOL_OPTIONS:
             if not (value is None and name in _NONE_OK):
                 check_bool(value, name)
         elif name in _COUNT_OPTIONS:
-            check_int(value, name, minimum=_COUNT_OPTIONS[name], allow_none=name in _NONE_OK)
+            check_int(value, name, minimum=_COUNT_OPTIONS[name], allow_none=name in _NONE_OK or name in _none_ok)
         elif name in _FLOAT_OPTIONS:
             low, high, low_open, high_open = _FLOAT_OPTIONS[name]
             check_float(value, name, low=low, high=high, low_open=low_open, high_open=high_open)
@@ -438,6 +445,12 @@ def check_problem(mdp=None, policy=None, *, theta=None, **options):
                     raise ValidationError(f"`horizon` must be an int >= 1, 'geometric' or None; got {value!r}")
             else:
                 check_int(value, name, minimum=1, allow_none=True)
+        elif name in ("theta0", "theta_old"):
+            if policy is not None:
+                as_float_array(value, name, shape=policy.theta_shape,
+                               expected=f"{tuple(policy.theta_shape)} (the policy's theta_shape)")
+        elif name == "pi":
+            check_prob_table(value, mdp.n_states, mdp.n_actions, "pi")
         elif name == "estimator":
             if value is not None:
                 from .estimators import _resolve
@@ -453,7 +466,7 @@ def check_problem(mdp=None, policy=None, *, theta=None, **options):
 _BOOL_OPTIONS = {"per_component", "discount", "adaptive_kl", "closed_form", "time_indexed", "occupancy"}
 _COUNT_OPTIONS = {"max_trajectories": 1, "n_iter": 0, "n_episodes": 1, "epochs": 1, "k": 2, "cg_iters": 1,
                   "max_backtracks": 1, "critic_sweeps": 1, "n": 1}
-_NONE_OK = {"closed_form", "n_episodes"}
+_NONE_OK = {"closed_form"}
 #: name -> (low, high, low_open, high_open)
 _FLOAT_OPTIONS = {
     "step_size": (0.0, None, True, False), "lr": (0.0, None, True, False), "delta": (0.0, None, True, False),
@@ -463,13 +476,13 @@ _FLOAT_OPTIONS = {
 }
 
 
-def check_dpo_args(policy=None, pi_ref=None, *, prefs=None, reward=None, mu=None):
+def check_dpo_args(policy=_ABSENT, pi_ref=None, *, prefs=None, reward=None, mu=None):
     """Boundary checks of the DPO functions: ``pi_ref`` (X, Y) a probability table,
     ``policy`` of (S, A) = (X, Y), ``reward`` (X, Y) finite, ``mu`` (X,) finite,
     ``prefs`` a triple of int arrays ``(x, y_w, y_l)`` of one shape within the table."""
     pi_ref = as_float_array(pi_ref, "pi_ref", ndim=2, expected="(X, Y)")
     X, Y = pi_ref.shape
-    if policy is not None:
+    if policy is not _ABSENT:
         check_policy(policy)
         if (policy.n_states, policy.n_actions) != (X, Y):
             raise ShapeError(f"`policy` has (S, A) = {(policy.n_states, policy.n_actions)}; `pi_ref` has "
@@ -509,17 +522,21 @@ def check_surrogate(sur, policy, name: str = "sur"):
     return sur
 
 
-def check_sampled_weights_args(batch, pi_old, *, policy=None, advantages=None, clip=None, discount=True):
+def check_sampled_weights_args(batch, pi_old, *, policy=_ABSENT, advantages=None, clip=None, discount=True):
     """Boundary checks of the sampled surrogate / KL weights: ``batch`` a Batch whose states
     fit ``pi_old`` (S, A) (a probability table), ``advantages`` of the batch's shape (N, T),
     ``clip`` > 0 or None, ``discount`` a bool."""
-    check_batch(batch, policy=policy)
+    if policy is not _ABSENT:
+        check_policy(policy)
+        check_batch(batch, policy=policy)
+    else:
+        check_batch(batch)
     pi_old = as_float_array(pi_old, "pi_old", ndim=2, expected="(S, A)")
-    if policy is not None:
+    if policy is not _ABSENT:
         check_prob_table(pi_old, policy.n_states, policy.n_actions, "pi_old")
     else:
         check_prob_table(pi_old, *pi_old.shape, "pi_old")
-        check_batch(batch, policy=_Shape(*pi_old.shape))
+        check_batch(batch, policy=_Shape(*pi_old.shape), against="pi_old")
     if advantages is not None:
         as_float_array(advantages, "advantages", shape=batch.states.shape,
                        expected=f"(N, T) = {batch.states.shape} (the batch's)")

@@ -29,8 +29,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import exact
 from . import _validation as _v
+from . import exact
 from ._validation import ValidationError, check_float, check_int
 from .mdp import MDP
 from .policies import Policy, softmax
@@ -78,7 +78,7 @@ def entropy_analyze(mdp: MDP, pi, tau: float, **kw) -> exact.PolicyEvaluation:
         :math:`V_\tau(s) = \sum_a\pi(a|s)(Q_\tau(s,a) - \tau\log\pi(a|s))`;
         ``d`` the occupancy of ``pi``; ``j`` = :math:`J_\tau = \mu^\top V_\tau`.
     """
-    _v.check_problem(mdp)
+    _v.check_problem(mdp, pi=pi)
     tau = check_float(tau, "tau", low=0.0)
     pi = np.asarray(pi)
     tlog = tau * _safe_log(pi)
@@ -247,7 +247,7 @@ class Surrogate:
 
     @classmethod
     def at(cls, mdp: MDP, policy: Policy, theta_old) -> Surrogate:
-        _v.check_problem(mdp, policy)
+        _v.check_problem(mdp, policy, theta_old=theta_old)
         pi = policy.probs(theta_old)
         ev = exact.analyze(mdp, pi)
         d = ev.d_total

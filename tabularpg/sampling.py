@@ -320,11 +320,11 @@ def sample(mdp: MDP, policy: Policy, theta, n_episodes: int, *, rng, horizon=Non
     if not isinstance(policy, Policy):
         raise ArgumentTypeError(f"`policy` must be a tabularpg Policy; got {type(policy).__name__}")
     if (policy.n_states, policy.n_actions) != (mdp.n_states, mdp.n_actions):
-        raise ValidationError(f"`policy` has (S, A) = {(policy.n_states, policy.n_actions)}; "
+        raise _v.ShapeError(f"`policy` has (S, A) = {(policy.n_states, policy.n_actions)}; "
                               f"the MDP has {(mdp.n_states, mdp.n_actions)}")
     theta = policy.check_theta(theta)
     if np.iscomplexobj(theta):
-        raise ValidationError("`theta` must be real to sample")
+        raise ArgumentTypeError(f"`theta` must be real to sample; got dtype {theta.dtype}")
     N = check_int(n_episodes, "n_episodes", minimum=1)
     rng = as_rng(rng)
     S, A = mdp.n_states, mdp.n_actions
