@@ -153,7 +153,7 @@ def check_float(value, name: str, *, low=None, high=None, low_open: bool = False
     if value is None and allow_none:
         return None
     rng = _range_text(low, high, low_open, high_open)
-    where = f" (that must {rng})" if rng else ""
+    where = f", {rng.split(' ', 1)[1]}" if rng else ""  # ", in [0.0, 1.0]" or ", >= 0.0"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
             value = value.item()

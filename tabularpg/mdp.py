@@ -261,6 +261,7 @@ class MDP:
 
     def expected_reward(self, pi) -> np.ndarray:
         r"""Reward vector :math:`r_\pi[s] = \sum_a \pi(a|s) r(s, a)`, zero on terminal states."""
+        self._check_leading(pi, "pi", 2, (self.n_states, self.n_actions))
         r_pi = np.einsum("sa,sa->s", pi, self.r_sa)
         if self.terminal.any():
             r_pi = r_pi * self.nonterminal
@@ -272,6 +273,7 @@ class MDP:
         ``v`` has shape (S,) or (S, k) (then the result has shape (S, A, k)).
         """
         v = np.asarray(v)
+        self._check_leading(v, "v", (1, 2), (self.n_states,))
         if self.terminal.any():
             v = v * (self.nonterminal if v.ndim == 1 else self.nonterminal[:, None])
         if self.is_sparse:
@@ -279,6 +281,14 @@ class MDP:
         else:
             out = self.P.reshape(self.n_states * self.n_actions, self.n_states) @ v
         return out.reshape((self.n_states, self.n_actions) + v.shape[1:])
+
+    @staticmethod
+    def _check_leading(x, name, ndims, lead):
+        """Cheap shape check (no copy, no finiteness scan) for the hot-path helpers."""
+        shape = np.shape(x)
+        if len(shape) not in np.atleast_1d(ndims) or shape[:len(lead)] != tuple(lead):
+            raise ShapeError(f"`{name}` must have shape {tuple(lead)}{' or (S, k)' if len(lead) == 1 else ''}; "
+                             f"got {shape}")
 
     # ------------------------------------------------------------------ conversions
     def to_mdptoolbox(self):

@@ -4,10 +4,12 @@ foreign ``.npz`` files refused with their path."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
 from _bad_inputs import run_row
 
 import tabularpg as tpg
 from tabularpg import MDP
+from tabularpg.testing import strategies
 from tabularpg._validation import (
     ArgumentTypeError,
     FileFormatError,
@@ -166,3 +168,37 @@ def test_to_npz_checks_its_destination(tmp_path):
     with pytest.raises(ValidationError, match=r"\.npz"):
         m.to_npz(tmp_path / "m.txt")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_mdp_helpers_check_their_arrays():
+    m = MDP(**_dense())
+    with pytest.raises(ShapeError, match="`pi`"):
+        m.expected_reward(np.full((3, 2), 0.5))
+    with pytest.raises(ShapeError, match="`v`"):
+        m.next_state_expectation(np.zeros(3))
+    with pytest.raises(ArgumentTypeError, match="unknown fields"):
+        m.replace(discount=0.5)
+    with pytest.raises(ValidationError, match="`gamma`"):
+        m.replace(gamma=np.nan)
+
+
+@settings(max_examples=15)
+@given(strategies.mdps(sparse=None))
+def test_no_mdp_can_be_changed_through_the_arrays_it_was_built_from(mdp):
+    """Property: rebuilding any MDP from copies of its arrays, then overwriting those
+    copies (and the storage of a sparse P) leaves the rebuilt MDP unchanged; a refused
+    rebuild (gamma = 2) leaves the copies unchanged."""
+    P = mdp.P.copy()
+    R, mu = np.array(mdp.R), np.array(mdp.mu)
+    P_before = P.toarray() if sp.issparse(P) else P.copy()
+    with pytest.raises(ValidationError, match="`gamma`"):
+        MDP(P, R, mu, gamma=2.0, horizon=mdp.horizon, terminal=mdp.terminal)
+    np.testing.assert_array_equal(P.toarray() if sp.issparse(P) else P, P_before)
+    m2 = MDP(P, R, mu, gamma=mdp.gamma, horizon=mdp.horizon, terminal=mdp.terminal)
+    dense_before = m2.P_dense().copy()
+    (P.data if sp.issparse(P) else P)[...] = 3.0
+    R[...] = 7.0
+    mu[...] = 0.0
+    np.testing.assert_array_equal(m2.P_dense(), dense_before)
+    np.testing.assert_array_equal(m2.R, mdp.R)
+    np.testing.assert_array_equal(m2.mu, mdp.mu)
