@@ -4,12 +4,11 @@ foreign ``.npz`` files refused with their path."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from hypothesis import given, settings
 from _bad_inputs import run_row
+from hypothesis import given, settings
 
 import tabularpg as tpg
 from tabularpg import MDP
-from tabularpg.testing import strategies
 from tabularpg._validation import (
     ArgumentTypeError,
     FileFormatError,
@@ -17,6 +16,7 @@ from tabularpg._validation import (
     ShapeError,
     ValidationError,
 )
+from tabularpg.testing import strategies
 
 
 def _dense():
