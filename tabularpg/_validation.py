@@ -451,6 +451,14 @@ def check_problem(mdp=_ABSENT, policy=_ABSENT, *, theta=None, _none_ok=(), **opt
                                expected=f"{tuple(policy.theta_shape)} (the policy's theta_shape)")
         elif name == "pi":
             check_prob_table(value, mdp.n_states, mdp.n_actions, "pi")
+        elif name == "mdps":
+            if value is not None:
+                if not isinstance(value, dict):
+                    raise ArgumentTypeError(f"`mdps` must be a dict name -> MDP or None; got {_describe(value)}")
+                from .mdp import MDP
+
+                for key, m in value.items():
+                    check_instance(m, MDP, "mdps", f"a dict name -> tabularpg.MDP (entry {key!r})")
         elif name == "estimator":
             if value is not None:
                 from .estimators import _resolve
@@ -463,9 +471,10 @@ def check_problem(mdp=_ABSENT, policy=_ABSENT, *, theta=None, _none_ok=(), **opt
     return None
 
 
-_BOOL_OPTIONS = {"per_component", "discount", "adaptive_kl", "closed_form", "time_indexed", "occupancy"}
+_BOOL_OPTIONS = {"per_component", "discount", "adaptive_kl", "closed_form", "time_indexed", "occupancy",
+                 "monte_carlo", "quick"}
 _COUNT_OPTIONS = {"max_trajectories": 1, "n_iter": 0, "n_episodes": 1, "epochs": 1, "k": 2, "cg_iters": 1,
-                  "max_backtracks": 1, "critic_sweeps": 1, "n": 1}
+                  "max_backtracks": 1, "critic_sweeps": 1, "n": 1, "seed": 0}
 _NONE_OK = {"closed_form"}
 #: name -> (low, high, low_open, high_open)
 _FLOAT_OPTIONS = {
