@@ -1,8 +1,25 @@
 """Input validation at the public boundary.
 
-Every public function checks its arguments here, once; the math modules trust what
-they receive. Errors are ``ValueError``/``TypeError`` subclasses whose message names the
-argument, the expectation, and what was received.
+Every public function checks its arguments here, once, before any work is done; the math
+modules trust what they receive. Errors are ``ValueError``/``TypeError`` subclasses whose
+message names the argument as the caller passed it, the expectation, and what was
+received: "`clip` must lie in (0.0, 1.0); got 0".
+
+Conventions of the checks:
+
+* integers (:func:`check_int`) refuse floats, even integral ones such as ``2.0``, and bools;
+* real scalars (:func:`check_float`) refuse NaN, infinities, complex numbers and bools, and
+  state their range (closed or open) in the message;
+* objects (:func:`check_mdp`, :func:`check_policy`, :func:`check_batch`) name the received
+  type; a policy is also checked against the MDP's (S, A);
+* arrays (:func:`as_float_array`) must be numeric, finite, real unless stated, and of the
+  stated shape, named with both shapes;
+* a single string where a sequence is expected is refused (:func:`check_sequence`);
+* files: writers check the destination (directory, permissions, extension) before
+  computing (:func:`check_writable_path`); readers name the path of a missing or foreign
+  file (:class:`MissingFileError`, :class:`FileFormatError`).
+
+Checks never modify or keep their inputs.
 """
 from __future__ import annotations
 

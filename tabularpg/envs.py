@@ -100,6 +100,9 @@ def chain(n_states: int = 5, *, gamma: float = 0.9, slip: float = 0.2, small: fl
     state stays there with reward ``large``; action 1 ("back") returns to state 0 with
     reward ``small``. With probability ``slip`` the other action is executed. Starts in
     state 0. A myopic policy keeps taking the small reward; the optimal one walks to the end.
+
+    ``n_states`` is an int >= 2, ``slip`` in [0, 1], ``small`` and ``large`` finite reals,
+    ``gamma`` in [0, 1], ``horizon`` an int >= 1 or None.
     """
     S = check_int(n_states, "n_states", minimum=2)
     slip = check_float(slip, "slip", low=0.0, high=1.0)
@@ -133,6 +136,8 @@ def gridworld(text_map, *, gamma: float = 0.9, step_reward: float = 0.0, goal_re
     executed instead. ``teleports`` maps a cell ``(row, col)`` to ``((row', col'), reward)``:
     every action taken in that cell moves to ``(row', col')`` with that reward (Sutton &
     Barto's A -> A' and B -> B'). States are the non-wall cells in row-major order.
+    Rewards are finite reals, ``slip`` in [0, 1]; ``text_map`` is one string (rows
+    separated by newlines) or a sequence of row strings.
 
     Examples
     --------

@@ -621,7 +621,8 @@ def _check_critic_fit(batch, n_states):
 
 def fit_value_mc(batch: Batch, n_states: int, *, time_indexed: bool = False) -> np.ndarray:
     r"""Monte Carlo regression of ``V`` on returns-to-go (every-visit average of
-    :math:`G_t` per state; zero for unvisited states). Shape (S,) or (T, S)."""
+    :math:`G_t` per state; zero for unvisited states). Shape (S,) or (T, S) with
+    ``time_indexed`` (a bool); ``n_states`` >= 1 must exceed every visited state."""
     batch, n_states = _check_critic_fit(batch, n_states)
     time_indexed = check_bool(time_indexed, "time_indexed")
     G = _discounted_to_go(batch.rewards, batch.gamma)
@@ -642,7 +643,20 @@ def fit_value_td0(batch: Batch, n_states: int, *, alpha: float = 0.1, n_sweeps: 
                   v0=None) -> np.ndarray:
     r"""Tabular TD(0): :math:`V(s_t) \leftarrow V(s_t) + \alpha (r_t + \gamma V(s_{t+1}) - V(s_t))`,
     sweeping over the batch's transitions in time order (synchronous per step across
-    episodes: updates of the same state in one step are averaged). Shape (S,)."""
+    episodes: updates of the same state in one step are averaged). Shape (S,).
+
+    Parameters
+    ----------
+    batch : Batch
+    n_states : int
+        ``S`` >= 1, larger than every state the batch visits.
+    alpha : float in [0, 1]
+        Step size.
+    n_sweeps : int >= 0
+        Passes over the batch.
+    v0 : ndarray of shape (S,), optional
+        Warm start (copied, never modified).
+    """
     batch, n_states = _check_critic_fit(batch, n_states)
     alpha = check_float(alpha, "alpha", low=0.0, high=1.0)
     n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=0)

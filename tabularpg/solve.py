@@ -132,6 +132,8 @@ def _proper_policy(mdp: MDP) -> np.ndarray:
 def value_iteration(mdp: MDP, *, tol: float = 1e-10, max_iter: int = 1_000_000) -> SolveResult:
     r"""Value iteration :math:`V_{k+1} = \max_a [r + \gamma P V_k]` from ``V_0 = 0``.
 
+    ``tol`` > 0 bounds the error of the returned values (below); ``max_iter`` >= 1.
+
     Stopping rule: for ``gamma < 1``, stop when
     :math:`\frac{\gamma}{1-\gamma}\|V_{k+1}-V_k\|_\infty \le` ``tol``, which bounds
     :math:`\|V_{k+1} - V^*\|_\infty \le` ``tol`` (Puterman 1994, Thm 6.3.1). For
