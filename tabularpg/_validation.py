@@ -322,6 +322,25 @@ def as_float_array(x, name: str, *, ndim=None, shape=None, allow_complex: bool =
     ``expected`` describes the expected shape in the message (e.g. ``"(S, A) = (3, 2)"``).
     Strings, objects and ragged nested lists are refused with :class:`ArgumentTypeError`.
     """
+    if type(x) is np.ndarray and (x.dtype == _F64 or (allow_complex and x.dtype == _C128)):
+        arr = x  # fast path: the arrays the library passes to itself
+    else:
+        arr = _numeric_array(x, name, allow_complex)
+    if ndim is not None and arr.ndim not in ((ndim,) if isinstance(ndim, int) else tuple(ndim)):
+        raise ShapeError(f"`{name}` must have {ndim} dimensions{' ' + expected if expected else ''}; "
+                         f"got shape {arr.shape}")
+    if shape is not None and arr.shape != tuple(shape):
+        raise ShapeError(f"`{name}` must have shape {expected or tuple(shape)}; got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValidationError(f"`{name}` must be finite; got {int(np.sum(~np.isfinite(arr)))} non-finite entries")
+    return arr
+
+
+_F64 = np.dtype(np.float64)
+_C128 = np.dtype(np.complex128)
+
+
+def _numeric_array(x, name, allow_complex):
     if isinstance(x, (str, bytes)) or x is None:
         raise ArgumentTypeError(f"`{name}` must be a numeric array; got {_describe(x)}")
     try:
@@ -332,15 +351,7 @@ def as_float_array(x, name: str, *, ndim=None, shape=None, allow_complex: bool =
         raise ArgumentTypeError(f"`{name}` must be a numeric array; got {type(x).__name__} of dtype {arr.dtype}")
     if np.iscomplexobj(arr) and not allow_complex:
         raise ArgumentTypeError(f"`{name}` must be real; got dtype {arr.dtype}")
-    arr = arr.astype(np.result_type(arr.dtype, np.float64), copy=False)
-    if ndim is not None and arr.ndim not in np.atleast_1d(ndim):
-        raise ShapeError(f"`{name}` must have {ndim} dimensions{' ' + expected if expected else ''}; "
-                         f"got shape {arr.shape}")
-    if shape is not None and arr.shape != tuple(shape):
-        raise ShapeError(f"`{name}` must have shape {expected or tuple(shape)}; got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValidationError(f"`{name}` must be finite; got {int(np.sum(~np.isfinite(arr)))} non-finite entries")
-    return arr
+    return arr.astype(np.result_type(arr.dtype, np.float64), copy=False)
 
 
 check_array = as_float_array

@@ -261,7 +261,7 @@ class MDP:
 
     def expected_reward(self, pi) -> np.ndarray:
         r"""Reward vector :math:`r_\pi[s] = \sum_a \pi(a|s) r(s, a)`, zero on terminal states."""
-        self._check_leading(pi, "pi", 2, (self.n_states, self.n_actions))
+        self._check_leading(pi, "pi", (2,), (self.n_states, self.n_actions))
         r_pi = np.einsum("sa,sa->s", pi, self.r_sa)
         if self.terminal.any():
             r_pi = r_pi * self.nonterminal
@@ -285,9 +285,9 @@ class MDP:
     @staticmethod
     def _check_leading(x, name, ndims, lead):
         """Cheap shape check (no copy, no finiteness scan) for the hot-path helpers."""
-        shape = np.shape(x)
-        if len(shape) not in np.atleast_1d(ndims) or shape[:len(lead)] != tuple(lead):
-            raise ShapeError(f"`{name}` must have shape {tuple(lead)}{' or (S, k)' if len(lead) == 1 else ''}; "
+        shape = x.shape if isinstance(x, np.ndarray) else np.shape(x)
+        if len(shape) not in ndims or shape[:len(lead)] != lead:
+            raise ShapeError(f"`{name}` must have shape {lead}{' or (S, k)' if len(lead) == 1 else ''}; "
                              f"got {shape}")
 
     # ------------------------------------------------------------------ conversions
