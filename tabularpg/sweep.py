@@ -321,6 +321,8 @@ def run_sweep(tasks, *, task_fn=study_task, backend: str = "sequential", n_jobs:
     if backend not in BACKENDS:
         raise ValidationError(f"`backend` must be one of {BACKENDS}; got {backend!r}")
     n_jobs = check_int(n_jobs, "n_jobs", minimum=-1)
+    if n_jobs == 0:
+        raise ValidationError("`n_jobs` must be >= 1, or -1 for all cores; got 0")
     seed = check_int(seed, "seed", minimum=0)
     _check_sweep_arguments(tasks, task_fn, progress, journal, out)
     tasks = list(tasks)

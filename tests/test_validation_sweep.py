@@ -28,7 +28,7 @@ ROWS = (
         "tasks": Bad(("str", "two_state", T), ("ints", [1, 2], T), ("int", 3, T)),
         "task_fn": Bad(("str", "f", T)),
         "backend": Bad(("unknown", "threads", V)),
-        "n_jobs": int_(-1), "seed": int_(0),
+        "n_jobs": int_(-1) + Bad(("zero", 0, V)), "seed": int_(0),
         "journal": Bad(("int", 3, T)),
         "progress": Bad(("str", "tqdm", T)),
         "out": Bad(("xlsx", "res.xlsx", V), ("int", 3, T), ("missing-dir", "/nonexistent/dir/res.csv", V))})

@@ -40,6 +40,7 @@ import warnings
 import numpy as np
 
 from .._validation import (
+    ArgumentTypeError,
     TabularPGError,
     ValidationError,
     check_float,
@@ -179,6 +180,9 @@ def from_gymnasium(env, *, gamma: float = 0.99, horizon="auto") -> MDP:
         if isinstance(horizon, str):
             raise ValidationError(f"`horizon` must be 'auto', an int >= 1 or None; got {horizon!r}")
         horizon = check_int(horizon, "horizon", minimum=1, allow_none=True)
+    if isinstance(env, (str, bytes)) or env is None or isinstance(env, (int, float, np.ndarray, list, tuple, dict)):
+        raise ArgumentTypeError(f"`env` must be a Gymnasium environment (e.g. gymnasium.make('FrozenLake-v1')); "
+                                f"got {type(env).__name__} {env!r:.40}")
     u = getattr(env, "unwrapped", env)
     P_dict = getattr(u, "P", None)
     name = type(u).__name__
