@@ -91,7 +91,8 @@ def alias_table(probs: np.ndarray, values: np.ndarray | None = None) -> AliasTab
     Parameters
     ----------
     probs : ndarray of shape (R, K)
-        Rows summing to 1 (within 1e-8 times K; checked).
+        Non-negative rows summing to 1 (within 1e-6 times K; checked: a row that does
+        not sum to one is refused rather than drawn from a distorted distribution).
     values : int ndarray of shape (R, K), optional
         Outcome of each column (defaults to the column index).
 
@@ -133,7 +134,7 @@ def alias_table(probs: np.ndarray, values: np.ndarray | None = None) -> AliasTab
     >>> p.tolist()
     [0.5, 0.25, 0.25, 0.0]
     """
-    probs = _v.check_prob_rows(probs, "probs")
+    probs = _v.check_prob_rows(probs, "probs", atol=1e-6)
     values = None if values is None else _v.check_index_array(values, "values", shape=probs.shape)
     probs = np.asarray(probs, dtype=np.float64)
     R, K = probs.shape
