@@ -204,10 +204,17 @@ class Estimator:
                                   f"valid: {sorted(self.options)}")
 
     def weights(self, batch, policy, theta, **options):
+        """Per-step weights (a :class:`StepWeights`) on ``batch``."""
+        policy = check_policy(policy)
+        batch = check_batch(batch, policy=policy)
+        theta = policy.check_theta(theta)
         self._check_options(options)
         return self._weights(batch, policy, theta, **options)
 
     def expected(self, mdp, policy, theta, *, horizon=None, **options):
+        """Exact expectation on batches of ``horizon`` (see :func:`expected`)."""
+        mdp = check_mdp(mdp)
+        policy = check_policy(policy, mdp=mdp)
         self._check_options(options)
         return self._expected(mdp, policy, theta, horizon, **options)
 
@@ -327,7 +334,8 @@ def _expected_reinforce(kind):
 def expected_mean_baseline(estimator, mdp, policy, theta, *, n_episodes, horizon=None):
     """Exact expectation with ``baseline="mean"`` over ``n_episodes``: ``(1 - 1/N)`` times
     the expectation without baseline (the episode's own return is in the mean)."""
-    est = REGISTRY[estimator] if isinstance(estimator, str) else estimator
+    n_episodes = check_int(n_episodes, "n_episodes", minimum=1)
+    est = _resolve(estimator)
     return (1.0 - 1.0 / n_episodes) * est.expected(mdp, policy, theta, horizon=horizon)
 
 

@@ -110,3 +110,19 @@ def test_expected_refuses_lam_out_of_range_like_estimate():
         E.expected("gae", MDP_, POL, TH, critic=VS, lam=5.0)
     with pytest.raises(V, match="`lam`"):
         E.estimate(BATCH, POL, TH, "gae", critic=VS, lam=2.0)
+
+
+ESTIMATOR_METHOD_ROWS = (
+    rows_for("Estimator.weights", E.REGISTRY["reinforce"].weights, (BATCH, POL, TH), {}, {
+        "batch": obj(), "policy": obj(), "theta": THETA})
+    + rows_for("Estimator.expected", E.REGISTRY["reinforce"].expected, (MDP_, POL, TH), {}, {
+        "mdp": obj(), "policy": obj() + Bad(("wrong-size", tpg.TabularSoftmax(2, 2), SH)), "theta": THETA,
+        "horizon": int_(1, none=True)})
+    + rows_for("expected_mean_baseline", E.expected_mean_baseline, ("reinforce", MDP_, POL, TH), {"n_episodes": 4}, {
+        "estimator": EST, "n_episodes": int_(1)})
+)
+
+
+@pytest.mark.parametrize("fn, call, error, words", ESTIMATOR_METHOD_ROWS)
+def test_bad_argument_of_registry_methods(fn, call, error, words):
+    run_param(fn, call, error, words)
