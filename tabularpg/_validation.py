@@ -302,6 +302,12 @@ def check_writable_path(path, name: str, *, suffixes=None) -> str:
     return path
 
 
+#: Extensions of the table writers (:func:`tabularpg.sweep.write_table`) and of matplotlib's
+#: raster/vector backends, for :func:`check_writable_path` before any computing.
+TABLE_SUFFIXES = (".csv", ".parquet")
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
+
+
 def check_readable_file(path, name: str) -> str:
     """Check that ``path`` names an existing, readable file; :class:`MissingFileError`
     (a ``FileNotFoundError``) otherwise. Returns the path as a string."""

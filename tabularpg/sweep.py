@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ._validation import (
+    TABLE_SUFFIXES,
     ArgumentTypeError,
     EnumerationTooLargeError,
     FileFormatError,
@@ -409,7 +410,7 @@ def _check_sweep_arguments(tasks, task_fn, progress, journal, out):
 
 
 def _check_table_path(path, name):
-    path = check_writable_path(path, name, suffixes=(".csv", ".parquet"))
+    path = check_writable_path(path, name, suffixes=TABLE_SUFFIXES)
     if path.lower().endswith(".parquet"):
         try:
             import pandas  # noqa: F401
