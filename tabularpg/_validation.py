@@ -485,6 +485,16 @@ def check_problem(mdp=_ABSENT, policy=_ABSENT, *, theta=None, _none_ok=(), **opt
                                expected=f"{tuple(policy.theta_shape)} (the policy's theta_shape)")
         elif name == "pi":
             check_prob_table(value, mdp.n_states, mdp.n_actions, "pi")
+        elif name == "behavior":
+            if isinstance(value, tuple):
+                if len(value) != 2:
+                    raise ArgumentTypeError(f"`behavior` must be an (S, A) table or a pair (policy, theta); "
+                                            f"got a tuple of {len(value)}")
+                check_policy(value[0], "behavior", mdp=mdp)
+                as_float_array(value[1], "behavior", shape=value[0].theta_shape,
+                               expected=f"{tuple(value[0].theta_shape)} (the behavior policy's theta_shape)")
+            elif value is not None:
+                check_prob_table(as_float_array(value, "behavior"), mdp.n_states, mdp.n_actions, "behavior")
         elif name == "mdps":
             if value is not None:
                 if not isinstance(value, dict):

@@ -316,6 +316,7 @@ def sample(mdp: MDP, policy: Policy, theta, n_episodes: int, *, rng, horizon=Non
     >>> b.states.shape, int(b.lengths.sum())
     ((4, 3), 12)
     """
+    _v.check_problem(mdp, policy, behavior=behavior)
     if not isinstance(mdp, MDP):
         raise ArgumentTypeError(f"`mdp` must be a tabularpg.MDP; got {type(mdp).__name__}")
     if not isinstance(policy, Policy):
@@ -357,7 +358,6 @@ def sample(mdp: MDP, policy: Policy, theta, n_episodes: int, *, rng, horizon=Non
     else:
         if isinstance(behavior, tuple):
             b_pol, b_theta = behavior
-            _v.check_policy(b_pol, "behavior", mdp=mdp)
             act_probs = b_pol.probs(b_theta)
         else:
             act_probs = check_prob_table(behavior, S, A, name="behavior")

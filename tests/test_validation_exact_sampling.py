@@ -55,7 +55,9 @@ SAMPLING_ROWS = (
         "mdp": obj(), "policy": POLICY, "theta": array(TH), "n_episodes": int_(1), "rng": rng_(),
         "horizon": Bad(*[r for r in int_(1, none=True).rows if r[0] != "str"], ("unknown-str", "never", V)),
         "start": Bad(("float", 0.5, V), ("out-of-range", 7, V), ("wrong-count", np.array([0, 1]), V)),
-        "behavior": Bad(*[r for r in PI_BAD.rows], ("tuple-wrong-size", (SMALL, np.zeros((2, 2))), SH))})
+        "behavior": Bad(*[r for r in PI_BAD.rows], ("tuple-wrong-size", (SMALL, np.zeros((2, 2))), SH),
+                        ("complex", PI + 0j, T), ("tuple-nan-theta", (POL, np.full((3, 2), np.nan)), V),
+                        ("triple", (POL, TH, TH), T))})
     + rows_for("alias_table", sampling.alias_table, (np.full((2, 2), 0.5),), {}, {
         "probs": Bad(("str", "p", T), ("nan", np.full((2, 2), np.nan), V), ("1d", np.array([0.5, 0.5]), SH),
                      ("not-summing", np.full((2, 2), 0.4), V), ("negative", np.array([[1.5, -0.5]]), V),
