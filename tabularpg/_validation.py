@@ -529,10 +529,15 @@ _FLOAT_OPTIONS = {
 }
 
 
-def check_dpo_args(policy=_ABSENT, pi_ref=None, *, prefs=None, reward=None, mu=None):
+def check_dpo_args(policy=_ABSENT, pi_ref=None, *, prefs=None, reward=None, mu=None, required=()):
     """Boundary checks of the DPO functions: ``pi_ref`` (X, Y) a probability table,
     ``policy`` of (S, A) = (X, Y), ``reward`` (X, Y) finite, ``mu`` (X,) finite,
-    ``prefs`` a triple of int arrays ``(x, y_w, y_l)`` of one shape within the table."""
+    ``prefs`` a triple of int arrays ``(x, y_w, y_l)`` of one shape within the table.
+    Names in ``required`` must not be None."""
+    given = {"prefs": prefs, "reward": reward, "mu": mu}
+    for name in required:
+        if given[name] is None:
+            raise ArgumentTypeError(f"`{name}` is required here; got None")
     pi_ref = as_float_array(pi_ref, "pi_ref", ndim=2, expected="(X, Y)")
     X, Y = pi_ref.shape
     if policy is not _ABSENT:
@@ -555,12 +560,15 @@ def check_dpo_args(policy=_ABSENT, pi_ref=None, *, prefs=None, reward=None, mu=N
 
 
 def check_cg_args(matvec, b, n_iter, tol):
-    """Boundary checks of :func:`tabularpg.optim.conjugate_gradient`."""
+    """Boundary checks of :func:`tabularpg.optim.conjugate_gradient`; returns ``b`` as an array."""
     if not callable(matvec):
         raise ArgumentTypeError(f"`matvec` must be callable v -> F v; got {_describe(matvec)}")
-    as_float_array(b, "b", allow_complex=True)
+    b = as_float_array(b, "b", allow_complex=True)
+    if b.ndim == 0:
+        raise ShapeError("`b` must be an array with at least one dimension; got a scalar")
     check_int(n_iter, "n_iter", minimum=1)
     check_float(tol, "tol", low=0.0)
+    return b
 
 
 def check_surrogate(sur, policy, name: str = "sur"):
@@ -575,7 +583,7 @@ def check_surrogate(sur, policy, name: str = "sur"):
     return sur
 
 
-def check_sampled_weights_args(batch, pi_old, *, policy=_ABSENT, advantages=None, clip=None, discount=True):
+def check_sampled_weights_args(batch, pi_old, *, policy=_ABSENT, advantages=_ABSENT, clip=None, discount=True):
     """Boundary checks of the sampled surrogate / KL weights: ``batch`` a Batch whose states
     fit ``pi_old`` (S, A) (a probability table), ``advantages`` of the batch's shape (N, T),
     ``clip`` > 0 or None, ``discount`` a bool."""
@@ -590,7 +598,7 @@ def check_sampled_weights_args(batch, pi_old, *, policy=_ABSENT, advantages=None
     else:
         check_prob_table(pi_old, *pi_old.shape, "pi_old")
         check_batch(batch, policy=_Shape(*pi_old.shape), against="pi_old")
-    if advantages is not None:
+    if advantages is not _ABSENT:
         as_float_array(advantages, "advantages", shape=batch.states.shape,
                        expected=f"(N, T) = {batch.states.shape} (the batch's)")
     check_float(clip, "clip", low=0.0, low_open=True, allow_none=True)

@@ -220,7 +220,7 @@ def natural_policy_gradient(mdp: MDP, policy: Policy, theta0, *, step_size: floa
 def conjugate_gradient(matvec, b, *, n_iter: int = 20, tol: float = 1e-10):
     r"""Solve :math:`Fx = b` for symmetric positive semi-definite ``F`` given only
     ``matvec(v) = F v`` (Hestenes and Stiefel 1952), starting from 0."""
-    _v.check_cg_args(matvec, b, n_iter, tol)
+    b = _v.check_cg_args(matvec, b, n_iter, tol)
     x = np.zeros_like(b)
     r = b.copy()
     p = r.copy()
@@ -482,7 +482,7 @@ def sample_preferences(reward, pi_ref, mu, n: int, *, rng):
     :math:`y_1 \succ y_2` with probability :math:`\sigma(r(x, y_1) - r(x, y_2))`.
     Returns int arrays ``(x, y_w, y_l)`` of shape (n,).
     """
-    _v.check_dpo_args(pi_ref=pi_ref, reward=reward, mu=mu)
+    _v.check_dpo_args(pi_ref=pi_ref, reward=reward, mu=mu, required=("reward", "mu"))
     rng = as_rng(rng)
     reward, pi_ref, mu = _dpo_tables(reward, pi_ref, mu)
     n = check_int(n, "n", minimum=1)
@@ -504,7 +504,7 @@ def dpo_loss(policy: Policy, theta, pi_ref, prefs, *, beta: float):
 
     the contraction of weights :math:`c_i` on :math:`(x, y_w)` and :math:`-c_i` on :math:`(x, y_l)`.
     """
-    _v.check_dpo_args(policy, pi_ref, prefs=prefs)
+    _v.check_dpo_args(policy, pi_ref, prefs=prefs, required=("prefs",))
     beta = _positive(beta, "beta")
     _, pi_ref, _ = _dpo_tables(None, pi_ref)
     x, yw, yl = (np.asarray(p) for p in prefs)
@@ -523,7 +523,7 @@ def dpo_population_loss(policy: Policy, theta, pi_ref, reward, mu, *, beta: floa
     :math:`2\sum_x\mu(x)\sum_{y_1,y_2}\pi_{ref}(y_1|x)\pi_{ref}(y_2|x)\sigma(r_1-r_2)
     \,[-\log\sigma(\beta(h_1-h_2))]` (the factor 2: either draw of the ordered pair may be
     the winner)."""
-    _v.check_dpo_args(policy, pi_ref, reward=reward, mu=mu)
+    _v.check_dpo_args(policy, pi_ref, reward=reward, mu=mu, required=("reward", "mu"))
     beta = _positive(beta, "beta")
     reward, pi_ref, mu = _dpo_tables(reward, pi_ref, mu)
     h = policy.log_probs(theta) - np.log(pi_ref)
@@ -549,7 +549,7 @@ def dpo_optimal_policy(pi_ref, reward, *, beta: float) -> np.ndarray:
     >>> np.round(p, 12).tolist()   # (0.5 * 3, 0.5 * 1) / 2
     [[0.75, 0.25]]
     """
-    _v.check_dpo_args(pi_ref=pi_ref, reward=reward)
+    _v.check_dpo_args(pi_ref=pi_ref, reward=reward, required=("reward",))
     beta = _positive(beta, "beta")
     reward, pi_ref, _ = _dpo_tables(reward, pi_ref)
     return softmax(np.log(pi_ref) + reward / beta)

@@ -18,6 +18,8 @@ import scipy.sparse as sp
 from tabularpg._validation import ArgumentTypeError, ShapeError, ValidationError
 
 T, V, SH = ArgumentTypeError, ValidationError, ShapeError
+#: (label, fn, good call) of every table, for exploratory sweeps over all parameters
+GOOD_CALLS = []
 
 
 class Bad:
@@ -87,6 +89,7 @@ def rows_for(label, fn, args, kwargs, kinds, **fixed_errors):
     sig = inspect.signature(fn)
     bound = sig.bind_partial(*args, **kwargs)
     good = dict(bound.arguments)
+    GOOD_CALLS.append((label, fn, good))
     out = []
     for name, bad in kinds.items():
         for sub, value, err in bad.rows:
