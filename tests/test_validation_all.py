@@ -15,7 +15,7 @@ from _bad_inputs import GOOD_CALLS, _arrays
 
 from tabularpg import TabularPGError
 
-for _m in ("test_validation_envs", "test_validation_policies", "test_validation_estimators",
+for _m in ("test_validation_mdp", "test_validation_envs", "test_validation_policies", "test_validation_estimators",
            "test_validation_exact_sampling", "test_validation_optim", "test_validation_solve_interop",
            "test_validation_sweep", "test_validation_verify"):
     importlib.import_module(_m)

@@ -4,7 +4,7 @@ foreign ``.npz`` files refused with their path."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from _bad_inputs import run_row
+from _bad_inputs import rows_for, run_row
 from hypothesis import given, settings
 
 import tabularpg as tpg
@@ -202,3 +202,14 @@ def test_no_mdp_can_be_changed_through_the_arrays_it_was_built_from(mdp):
     np.testing.assert_array_equal(m2.P_dense(), dense_before)
     np.testing.assert_array_equal(m2.R, mdp.R)
     np.testing.assert_array_equal(m2.mu, mdp.mu)
+
+
+# good calls registered for the generated sweep in test_validation_all (no rows here)
+_M = MDP(**_dense())
+rows_for("MDP", MDP, (), _dense(), {})
+rows_for("MDP.replace", _M.replace, (), {"gamma": 0.3}, {})
+rows_for("MDP.expected_reward", _M.expected_reward, (np.full((2, 2), 0.5),), {}, {})
+rows_for("MDP.next_state_expectation", _M.next_state_expectation, (np.zeros(2),), {}, {})
+rows_for("MDP.to_npz", _M.to_npz, ("m.npz",), {}, {})
+rows_for("MDP.from_npz", MDP.from_npz, ("missing.npz",), {}, {})
+rows_for("MDP.from_mdptoolbox", MDP.from_mdptoolbox, (np.transpose(_dense()["P"], (1, 0, 2)), _dense()["R"]), {}, {})
