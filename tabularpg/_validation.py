@@ -240,9 +240,9 @@ def check_batch(batch, name: str = "batch", *, policy=None, against: str = "poli
     if policy is not None and batch.states.size:
         if not isinstance(policy, _Shape):
             check_policy(policy)
-        live = batch.alive
-        s_max = int(batch.states[live].max()) if live.any() else -1
-        a_max = int(batch.actions[live].max()) if live.any() else -1
+        # entries of steps that are not alive hold 0, so the maxima over all entries suffice
+        s_max = int(batch.states.max())
+        a_max = int(batch.actions.max())
         if s_max >= policy.n_states or a_max >= policy.n_actions:
             raise ShapeError(
                 f"`{name}` visits states up to {s_max} and actions up to {a_max}; `{against}` has "

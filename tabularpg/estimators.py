@@ -547,9 +547,6 @@ __all__ += list(REGISTRY)
 
 def step_weights(batch: Batch, policy: Policy, theta, estimator, **options) -> StepWeights:
     """The per-step weights of ``estimator`` on ``batch`` (a :class:`StepWeights`)."""
-    policy = check_policy(policy)
-    batch = check_batch(batch, policy=policy)
-    theta = policy.check_theta(theta)
     return _resolve(estimator).weights(batch, policy, theta, **options)
 
 
@@ -574,7 +571,9 @@ def estimate(batch: Batch, policy: Policy, theta, estimator, **options) -> Estim
     policy = check_policy(policy)
     batch = check_batch(batch, policy=policy)
     theta = policy.check_theta(theta)
-    return Estimate(batch, policy, theta, step_weights(batch, policy, theta, estimator, **options))
+    est = _resolve(estimator)
+    est._check_options(options)
+    return Estimate(batch, policy, theta, est._weights(batch, policy, theta, **options))
 
 
 def expected(estimator, mdp: MDP, policy: Policy, theta, *, horizon=None, **options) -> np.ndarray:
