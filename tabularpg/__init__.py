@@ -18,10 +18,26 @@ softmax PG plateaus (Mei et al. 2020) and natural-gradient rates (Agarwal et al.
 The documentation's derivations guide maps each identity to the functions and tests that
 check it; ``tabularpg verify`` checks them all numerically.
 """
-from . import envs, estimators, exact, interop, moments, objectives, optim, rlhf, sampling, solve, sweep, testing
+from . import (
+    envs,
+    estimators,
+    exact,
+    interop,
+    moments,
+    objectives,
+    optim,
+    rlhf,
+    sampling,
+    solve,
+    sweep,
+    testing,
+)
 from ._validation import (
+    ArgumentTypeError,
     EnumerationTooLargeError,
+    FileFormatError,
     ImproperPolicyError,
+    MissingFileError,
     NumericalError,
     ShapeError,
     TabularPGError,
@@ -58,6 +74,9 @@ __all__ = [
     "TabularPGError",
     "ValidationError",
     "ShapeError",
+    "ArgumentTypeError",
+    "FileFormatError",
+    "MissingFileError",
     "ImproperPolicyError",
     "NumericalError",
     "EnumerationTooLargeError",

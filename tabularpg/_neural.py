@@ -281,16 +281,18 @@ class NeuralSoftmax(Policy):
 
     def contract_table(self, theta, w_sa, *, pi=None) -> np.ndarray:
         r"""``sum_{s,a} w[..., s, a] grad log pi(a|s)`` by one reverse pass, shape (..., n_params)."""
-        theta = np.asarray(theta)
+        theta = self.check_theta(theta)
+        w_sa = self._check_leading(w_sa, "w_sa", (self.n_states, self.n_actions), "(S, A)")
         layers, acts = self._forward(theta)
         if pi is None:
             pi = softmax(self._to_sa(acts[-1][1]))
-        w_sa = np.asarray(w_sa)
         zbar = w_sa - pi * np.sum(w_sa, axis=-1, keepdims=True)
         return self._backward(layers, acts, self._from_sa(zbar))
 
     def log_probs_jvp(self, theta, v) -> np.ndarray:
-        pi = softmax(self._logits(np.asarray(theta)))
+        theta = self.check_theta(theta)
+        v = self._check_leading(v, "v", self.theta_shape, "theta_shape")
+        pi = softmax(self._logits(theta))
         dz = self.logits_jvp(theta, v)
         return dz - np.sum(pi * dz, axis=-1, keepdims=True)
 

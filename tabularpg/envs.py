@@ -9,7 +9,16 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ._validation import ArgumentTypeError, ValidationError, as_float_array, as_rng, check_float, check_int
+from ._validation import (
+    ArgumentTypeError,
+    ValidationError,
+    as_float_array,
+    as_rng,
+    check_bool,
+    check_float,
+    check_int,
+    check_sequence,
+)
 from .mdp import MDP
 
 __all__ = ["garnet", "chain", "gridworld", "sutton_barto_gridworld", "cliff_walking", "bandit",
@@ -68,6 +77,9 @@ def garnet(n_states: int, n_actions: int, branching: int, *, gamma: float = 0.9,
     if b > S:
         raise ValidationError(f"`branching` must be <= n_states = {S}; got {b}")
     reward_scale = check_float(reward_scale, "reward_scale", low=0.0)
+    gamma = check_float(gamma, "gamma", low=0.0, high=1.0)
+    horizon = check_int(horizon, "horizon", minimum=1, allow_none=True)
+    sparse = None if sparse is None else check_bool(sparse, "sparse")
     rng = as_rng(rng)
     cols = _distinct_successors(rng, S * A, S, b)
     cuts = np.sort(rng.random((S * A, b - 1)), axis=1)
@@ -88,9 +100,14 @@ def chain(n_states: int = 5, *, gamma: float = 0.9, slip: float = 0.2, small: fl
     state stays there with reward ``large``; action 1 ("back") returns to state 0 with
     reward ``small``. With probability ``slip`` the other action is executed. Starts in
     state 0. A myopic policy keeps taking the small reward; the optimal one walks to the end.
+
+    ``n_states`` is an int >= 2, ``slip`` in [0, 1], ``small`` and ``large`` finite reals,
+    ``gamma`` in [0, 1], ``horizon`` an int >= 1 or None.
     """
     S = check_int(n_states, "n_states", minimum=2)
     slip = check_float(slip, "slip", low=0.0, high=1.0)
+    small = check_float(small, "small")
+    large = check_float(large, "large")
     P = np.zeros((S, 2, S))
     R = np.zeros((S, 2, S))
     for s in range(S):
@@ -119,6 +136,8 @@ def gridworld(text_map, *, gamma: float = 0.9, step_reward: float = 0.0, goal_re
     executed instead. ``teleports`` maps a cell ``(row, col)`` to ``((row', col'), reward)``:
     every action taken in that cell moves to ``(row', col')`` with that reward (Sutton &
     Barto's A -> A' and B -> B'). States are the non-wall cells in row-major order.
+    Rewards are finite reals, ``slip`` in [0, 1]; ``text_map`` is one string (rows
+    separated by newlines) or a sequence of row strings.
 
     Examples
     --------
@@ -126,6 +145,18 @@ def gridworld(text_map, *, gamma: float = 0.9, step_reward: float = 0.0, goal_re
     >>> m.n_states, m.n_actions, m.terminal.tolist()
     (3, 4, [False, False, True])
     """
+    if not isinstance(text_map, str):
+        text_map = check_sequence(text_map, "text_map")
+        if not all(isinstance(r, str) for r in text_map):
+            raise ArgumentTypeError("`text_map` must be a string or a sequence of strings (one per row); "
+                                    f"got items of types {sorted({type(r).__name__ for r in text_map})}")
+    step_reward = check_float(step_reward, "step_reward")
+    goal_reward = check_float(goal_reward, "goal_reward")
+    cliff_reward = check_float(cliff_reward, "cliff_reward")
+    wall_reward = check_float(wall_reward, "wall_reward", allow_none=True)
+    if teleports is not None and not isinstance(teleports, dict):
+        raise ArgumentTypeError(f"`teleports` must be a dict {{(row, col): ((row', col'), reward)}}; "
+                                f"got {type(teleports).__name__}")
     rows = [list(r) for r in (text_map.strip().splitlines() if isinstance(text_map, str) else text_map)]
     if not rows or any(len(r) != len(rows[0]) for r in rows):
         raise ValidationError("`text_map` must be a non-empty rectangle of characters")
@@ -142,7 +173,17 @@ def gridworld(text_map, *, gamma: float = 0.9, step_reward: float = 0.0, goal_re
     slip = check_float(slip, "slip", low=0.0, high=1.0)
     wall_reward = step_reward if wall_reward is None else wall_reward
     teleports = {} if teleports is None else dict(teleports)
-    for src, (dst, _) in teleports.items():
+    for src, target in teleports.items():
+        try:
+            dst, rew = target
+            src, dst = tuple(int(x) for x in src), tuple(int(x) for x in dst)
+        except (TypeError, ValueError):
+            raise ArgumentTypeError(f"`teleports` must map (row, col) to ((row', col'), reward); "
+                                    f"got {src!r}: {target!r}") from None
+        try:
+            check_float(rew, "reward")
+        except (ValidationError, ArgumentTypeError) as exc:
+            raise type(exc)(f"`teleports` entry {src}: {exc}") from None
         for name, cell in (("source", src), ("target", dst)):
             if tuple(cell) not in index:
                 raise ValidationError(f"`teleports` {name} {tuple(cell)} must be a non-wall cell of the map")
@@ -218,7 +259,7 @@ def bandit(means, *, gamma: float = 1.0) -> MDP:
     >>> float(exact.objective(m, np.array([[0.5, 0.5, 0.0]])))
     0.95
     """
-    r = as_float_array(means, "means", ndim=1)
+    r = as_float_array(means, "means", ndim=1, expected="(one reward per arm)")
     if r.size == 0:
         raise ValidationError("`means` must have at least one arm")
     return MDP(np.ones((1, r.size, 1)), r[None, :], np.ones(1), gamma=gamma, horizon=1)
@@ -324,17 +365,17 @@ def make(spec: str) -> MDP:
     name, _, rest = spec.partition(":")
     name = name.strip()
     if name not in _SPECS:
-        raise ValidationError(f"unknown MDP {name!r}; valid names: {', '.join(sorted(_SPECS))} "
+        raise ValidationError(f"`spec`: unknown MDP {name!r}; valid names: {', '.join(sorted(_SPECS))} "
                               "(e.g. garnet:S=50,A=4,b=5,seed=0)")
     ctor, keys, defaults = _SPECS[name]
     kwargs = dict(defaults)
     for item in filter(None, (x.strip() for x in rest.split(","))):
         key, eq, value = item.partition("=")
         if not eq or key not in keys:
-            raise ValidationError(f"bad option {item!r} for {name}; valid keys: {', '.join(keys)}")
+            raise ValidationError(f"`spec`: bad option {item!r} for {name}; valid keys: {', '.join(keys)}")
         kw, parse = keys[key]
         try:
             kwargs[kw] = parse(value)
         except ValueError as exc:
-            raise ValidationError(f"bad value for {name} option {key!r}: {value!r} ({exc})") from None
+            raise ValidationError(f"`spec`: bad value for {name} option {key!r}: {value!r} ({exc})") from None
     return ctor(**kwargs)

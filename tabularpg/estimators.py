@@ -51,11 +51,16 @@ import numpy as np
 
 from . import exact
 from ._validation import (
+    ArgumentTypeError,
     ShapeError,
     ValidationError,
     as_float_array,
+    check_batch,
+    check_bool,
     check_float,
     check_int,
+    check_mdp,
+    check_policy,
 )
 from .mdp import MDP
 from .policies import Policy
@@ -202,10 +207,17 @@ class Estimator:
                                   f"valid: {sorted(self.options)}")
 
     def weights(self, batch, policy, theta, **options):
+        """Per-step weights (a :class:`StepWeights`) on ``batch``."""
+        policy = check_policy(policy)
+        batch = check_batch(batch, policy=policy)
+        theta = policy.check_theta(theta)
         self._check_options(options)
         return self._weights(batch, policy, theta, **options)
 
     def expected(self, mdp, policy, theta, *, horizon=None, **options):
+        """Exact expectation on batches of ``horizon`` (see :func:`expected`)."""
+        mdp = check_mdp(mdp)
+        policy = check_policy(policy, mdp=mdp)
         self._check_options(options)
         return self._expected(mdp, policy, theta, horizon, **options)
 
@@ -258,7 +270,7 @@ def _apply_baseline(batch, policy, theta, X, m, target, baseline):
         den = (yy.sum(axis=0)[None, :] - yy)
         coef = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
         return StepWeights(X, correction=_Correction(coef, Ys))
-    b = np.asarray(baseline, dtype=float)
+    b = as_float_array(baseline, "baseline")
     if b.ndim == 0:
         return StepWeights(X - b * m)
     S = policy.n_states
@@ -285,8 +297,7 @@ def _horizon_mdp(mdp: MDP, horizon):
     """The MDP whose objective the sampled batches estimate: ``horizon`` truncates."""
     if horizon is None:
         return mdp
-    if isinstance(horizon, str):
-        raise ValidationError(f"`horizon` must be an int or None here; got {horizon!r}")
+    horizon = check_int(horizon, "horizon", minimum=1, allow_none=True)
     if mdp.horizon is not None and horizon > mdp.horizon:
         raise ValidationError(f"`horizon` must be <= the MDP's horizon {mdp.horizon}; got {horizon}")
     return mdp.replace(horizon=horizon)
@@ -326,7 +337,8 @@ def _expected_reinforce(kind):
 def expected_mean_baseline(estimator, mdp, policy, theta, *, n_episodes, horizon=None):
     """Exact expectation with ``baseline="mean"`` over ``n_episodes``: ``(1 - 1/N)`` times
     the expectation without baseline (the episode's own return is in the mean)."""
-    est = REGISTRY[estimator] if isinstance(estimator, str) else estimator
+    n_episodes = check_int(n_episodes, "n_episodes", minimum=1)
+    est = _resolve(estimator)
     return (1.0 - 1.0 / n_episodes) * est.expected(mdp, policy, theta, horizon=horizon)
 
 
@@ -377,12 +389,28 @@ def _critic_expected(kind):
         T = m.horizon
         if critic is None:
             raise ValidationError(f"estimator {kind!r} needs `critic`")
+        A = m.n_actions
         if kind in ("q", "advantage", "all_action"):
             Q = as_float_array(critic, "critic")
+            if not (Q.shape == (S, A) or (T is not None and Q.ndim == 3 and Q.shape[1:] == (S, A)
+                                          and Q.shape[0] >= T)):
+                raise ShapeError(f"`critic` must have shape (S, A) = {(S, A)}"
+                                 + (f" or (T, S, A) with T >= {T}" if T is not None else "") + f"; got {Q.shape}")
+            if value is not None:
+                Vv = as_float_array(value, "value")
+                if not (Vv.shape == (S,) or (T is not None and Vv.ndim == 2 and Vv.shape[1] == S
+                                             and Vv.shape[0] >= T)):
+                    raise ShapeError(f"`value` must have shape (S,) = ({S},)"
+                                     + (f" or (T, S) with T >= {T}" if T is not None else "") + f"; got {Vv.shape}")
             if Q.ndim == 3 and T is not None:
                 Q = Q[:T]
             return _contract_expected(policy, theta, ev, pi, Q)  # the V part contracts to 0
         V = as_float_array(critic, "critic")
+        if not (V.shape == (S,) or (T is not None and V.ndim == 2 and V.shape[1] == S and V.shape[0] >= T + 1)):
+            raise ShapeError(f"`critic` must have shape (S,) = ({S},)"
+                             + (f" or (T + 1, S) with T = {T}" if T is not None else "") + f"; got {V.shape}")
+        if lam is not None:
+            lam = check_float(lam, "lam", low=0.0, high=1.0)
         keep = m.nonterminal
         if T is None:
             D = m.r_sa + m.gamma * m.next_state_expectation(V) - V[:, None]
@@ -421,7 +449,8 @@ def _critic_expected(kind):
 
 def _ratios(batch, policy, theta):
     if batch.behavior_logp is None:
-        raise ValidationError("importance-sampling estimators need a batch sampled with `behavior=`")
+        raise ValidationError("importance-sampling estimators need a `batch` sampled with `behavior=` "
+                              "(tabularpg.sample(..., behavior=pi_b))")
     logp = policy.log_probs(theta)[batch.states, batch.actions]
     return np.where(batch.alive, logp - batch.behavior_logp, 0.0)
 
@@ -507,9 +536,12 @@ def _named(name):
 def _resolve(estimator):
     if isinstance(estimator, Estimator):
         return estimator
-    if isinstance(estimator, str) and estimator in REGISTRY:
+    if not isinstance(estimator, str):
+        raise ArgumentTypeError(f"`estimator` must be a registered name or an Estimator; got "
+                                f"{type(estimator).__name__}; registered: {', '.join(sorted(REGISTRY))}")
+    if estimator in REGISTRY:
         return REGISTRY[estimator]
-    raise ValidationError(f"unknown estimator {estimator!r}; registered: {', '.join(sorted(REGISTRY))}")
+    raise ValidationError(f"`estimator`: unknown estimator {estimator!r}; registered: {', '.join(sorted(REGISTRY))}")
 
 
 for _name in list(REGISTRY):
@@ -540,12 +572,12 @@ def estimate(batch: Batch, policy: Policy, theta, estimator, **options) -> Estim
     >>> bool(np.allclose(g, expected("reinforce", mdp, pol, pol.zeros()), atol=0.05))   # = (1/4, -1/4)
     True
     """
-    if not isinstance(batch, Batch):
-        raise TypeError(f"`batch` must be a tabularpg.sampling.Batch; got {type(batch).__name__}")
-    if not isinstance(policy, Policy):
-        raise TypeError(f"`policy` must be a tabularpg Policy; got {type(policy).__name__}")
+    policy = check_policy(policy)
+    batch = check_batch(batch, policy=policy)
     theta = policy.check_theta(theta)
-    return Estimate(batch, policy, theta, step_weights(batch, policy, theta, estimator, **options))
+    est = _resolve(estimator)
+    est._check_options(options)
+    return Estimate(batch, policy, theta, est._weights(batch, policy, theta, **options))
 
 
 def expected(estimator, mdp: MDP, policy: Policy, theta, *, horizon=None, **options) -> np.ndarray:
@@ -566,8 +598,9 @@ def expected(estimator, mdp: MDP, policy: Policy, theta, *, horizon=None, **opti
     >>> bool(np.allclose(expected("reinforce", mdp, pol, theta, baseline="mean", n_episodes=4), 0.75 * g))
     True
     """
-    if not isinstance(mdp, MDP):
-        raise TypeError(f"`mdp` must be a tabularpg.MDP; got {type(mdp).__name__}")
+    mdp = check_mdp(mdp)
+    policy = check_policy(policy, mdp=mdp)
+    theta = policy.check_theta(theta)
     est = _resolve(estimator)
     if isinstance(options.get("baseline"), str) and options["baseline"] == "mean":
         n = options.pop("n_episodes", None)
@@ -586,9 +619,23 @@ def expected(estimator, mdp: MDP, policy: Policy, theta, *, horizon=None, **opti
 
 
 # ----------------------------------------------------------------------------- critics
+def _check_critic_fit(batch, n_states):
+    batch = check_batch(batch)
+    n_states = check_int(n_states, "n_states", minimum=1)
+    if batch.states.size and batch.alive.any():
+        top = int(max(batch.states[batch.alive].max(), batch.next_states[batch.alive].max()))
+        if top >= n_states:
+            raise ValidationError(f"`n_states` must exceed every state of the batch; got {n_states}, "
+                                  f"the batch visits state {top}")
+    return batch, n_states
+
+
 def fit_value_mc(batch: Batch, n_states: int, *, time_indexed: bool = False) -> np.ndarray:
     r"""Monte Carlo regression of ``V`` on returns-to-go (every-visit average of
-    :math:`G_t` per state; zero for unvisited states). Shape (S,) or (T, S)."""
+    :math:`G_t` per state; zero for unvisited states). Shape (S,) or (T, S) with
+    ``time_indexed`` (a bool); ``n_states`` >= 1 must exceed every visited state."""
+    batch, n_states = _check_critic_fit(batch, n_states)
+    time_indexed = check_bool(time_indexed, "time_indexed")
     G = _discounted_to_go(batch.rewards, batch.gamma)
     e, t = np.nonzero(batch.alive)
     s = batch.states[e, t]
@@ -607,11 +654,29 @@ def fit_value_td0(batch: Batch, n_states: int, *, alpha: float = 0.1, n_sweeps: 
                   v0=None) -> np.ndarray:
     r"""Tabular TD(0): :math:`V(s_t) \leftarrow V(s_t) + \alpha (r_t + \gamma V(s_{t+1}) - V(s_t))`,
     sweeping over the batch's transitions in time order (synchronous per step across
-    episodes: updates of the same state in one step are averaged). Shape (S,)."""
+    episodes: updates of the same state in one step are averaged). Shape (S,).
+
+    Parameters
+    ----------
+    batch : Batch
+    n_states : int
+        ``S`` >= 1, larger than every state the batch visits.
+    alpha : float in [0, 1]
+        Step size.
+    n_sweeps : int >= 0
+        Passes over the batch.
+    v0 : ndarray of shape (S,), optional
+        Warm start (copied, never modified).
+    """
+    batch, n_states = _check_critic_fit(batch, n_states)
     alpha = check_float(alpha, "alpha", low=0.0, high=1.0)
-    v = np.zeros(n_states) if v0 is None else np.array(v0, dtype=float)
+    n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=0)
+    if v0 is None:
+        v = np.zeros(n_states)
+    else:
+        v = np.array(as_float_array(v0, "v0", shape=(n_states,), expected=f"(S,) = ({n_states},)"), dtype=float)
     cont = _continues(batch)
-    for _ in range(int(n_sweeps)):
+    for _ in range(n_sweeps):
         for t in range(batch.width):
             live = batch.alive[:, t]
             if not live.any():

@@ -43,6 +43,7 @@ import scipy.sparse as sp
 import scipy.sparse.csgraph as csgraph
 import scipy.sparse.linalg as spla
 
+from . import _validation as _v
 from ._validation import (
     ImproperPolicyError,
     TabularPGError,
@@ -108,13 +109,11 @@ class PolicyEvaluation:
 
 
 def _check_mdp(mdp):
-    if not isinstance(mdp, MDP):
-        raise TypeError(f"`mdp` must be a tabularpg.MDP; got {type(mdp).__name__}")
+    _v.check_mdp(mdp)
 
 
-def _check_policy(policy):
-    if not isinstance(policy, Policy):
-        raise TypeError(f"`policy` must be a tabularpg Policy; got {type(policy).__name__}")
+def _check_policy(policy, mdp=None):
+    _v.check_policy(policy, mdp=mdp)
 
 
 def _check_proper(mdp: MDP, pi: np.ndarray) -> None:
@@ -217,10 +216,9 @@ def analyze(mdp: MDP, pi, *, rtol: float = SPARSE_RTOL, occupancy: bool = True, 
     _check_mdp(mdp)
     pi = check_prob_table(pi, mdp.n_states, mdp.n_actions, atol=max(mdp.atol, 1e-8))
     rtol = check_float(rtol, "rtol", low=0.0, high=1.0)
+    _v.check_bool(occupancy, "occupancy")
     if reward is not None:
-        reward = np.asarray(reward)
-        if reward.shape != (mdp.n_states, mdp.n_actions):
-            raise ValueError(f"`reward` must have shape {(mdp.n_states, mdp.n_actions)}; got {reward.shape}")
+        reward = _v.as_float_array(reward, "reward", shape=(mdp.n_states, mdp.n_actions), allow_complex=True)
     return _analyze(mdp, pi, rtol, occupancy, reward)
 
 
@@ -282,6 +280,8 @@ def objective(mdp: MDP, pi, **kw):
 
 def expected_weights(ev: PolicyEvaluation, pi) -> np.ndarray:
     r"""Expected contraction weights :math:`W_{s,a} = \sum_t d_t(s)\pi(a|s)Q_t(s,a)`, shape (S, A)."""
+    _v.check_instance(ev, PolicyEvaluation, "ev", "a PolicyEvaluation (from analyze)")
+    pi = _v.as_float_array(pi, "pi", shape=ev.q.shape[-2:], allow_complex=True)
     if ev.d.ndim == 1:
         return ev.d[:, None] * pi * ev.q
     return np.einsum("ts,sa,tsa->sa", ev.d, pi, ev.q)
@@ -309,7 +309,7 @@ def policy_gradient(mdp: MDP, policy: Policy, theta, **kw) -> np.ndarray:
     True
     """
     _check_mdp(mdp)
-    _check_policy(policy)
+    _check_policy(policy, mdp)
     theta = policy.check_theta(theta)
     pi = softmax(policy._logits(theta))
     rtol = check_float(kw.pop("rtol", SPARSE_RTOL), "rtol", low=0.0, high=1.0)
@@ -325,9 +325,11 @@ def fisher_vector_product(mdp: MDP, policy: Policy, theta, v, *, d=None, **kw) -
     Never forms ``F``. ``v`` has shape ``theta_shape`` (or (k, *theta_shape) for several);
     ``d`` (S,) may be passed to reuse a computed occupancy (summed over time).
     """
-    _check_policy(policy)
+    _check_mdp(mdp)
+    _check_policy(policy, mdp)
     theta = policy.check_theta(theta)
     pi = policy.probs(theta)
+    d = None if d is None else _v.as_float_array(d, "d", shape=(mdp.n_states,), expected=f"(S,) = ({mdp.n_states},)")
     if d is None:
         d = analyze(mdp, pi, **kw).d_total
     v = np.asarray(v)
@@ -342,7 +344,8 @@ def fisher(mdp: MDP, policy: Policy, theta, **kw) -> np.ndarray:
     unnormalized occupancy (summed over time for a finite horizon). Built column by
     column from Fisher-vector products on the unit vectors.
     """
-    _check_policy(policy)
+    _check_mdp(mdp)
+    _check_policy(policy, mdp)
     theta = policy.check_theta(theta)
     n = policy.n_params
     basis = np.eye(n).reshape((n,) + policy.theta_shape)
@@ -360,6 +363,7 @@ def natural_gradient(mdp: MDP, policy: Policy, theta, *, damping: float = 0.0, *
     every visited state (Kakade 2001; our ``d`` is unnormalized, so no ``1/(1-gamma)``).
     """
     damping = check_float(damping, "damping", low=0.0)
+    _check_policy(policy, _check_mdp(mdp) or mdp)
     theta = np.asarray(theta)
     g = policy_gradient(mdp, policy, theta, **kw).ravel()
     F = fisher(mdp, policy, theta, **kw)

@@ -21,11 +21,14 @@ import scipy.sparse as sp
 
 from ._validation import (
     ArgumentTypeError,
+    FileFormatError,
     ShapeError,
     ValidationError,
     as_float_array,
     check_float,
     check_int,
+    check_readable_file,
+    check_writable_path,
 )
 
 __all__ = ["MDP"]
@@ -34,8 +37,12 @@ _DEFAULT_ATOL = 1e-8
 
 
 def _readonly(a):
+    """Make ``a`` (an owned ndarray or CSR matrix) read-only."""
     if isinstance(a, np.ndarray):
         a.setflags(write=False)
+    elif sp.issparse(a):
+        for arr in (a.data, a.indices, a.indptr):
+            arr.setflags(write=False)
     return a
 
 
@@ -72,6 +79,12 @@ class MDP:
 
     Notes
     -----
+    The MDP copies every array it validates: the caller's arrays (dense or the
+    ``data``/``indices``/``indptr`` of a sparse ``P``) are never modified, not even by a
+    refused call, and changing them afterwards does not change the MDP. The arrays it
+    exposes (``P``, ``R``, ``r_sa``, ``mu``, ``terminal``; a sparse ``P``'s storage) are
+    read-only.
+
     ``gamma == 1`` needs a finite horizon or terminal states; with terminal states and
     no horizon, the exact solvers additionally check that the policy is proper
     (terminates with probability one from every state) and raise
@@ -90,16 +103,24 @@ class MDP:
                  "n_actions", "is_sparse", "atol", "_frozen")
 
     def __init__(self, P, R, mu, gamma=0.9, horizon=None, terminal=None, *, atol=_DEFAULT_ATOL):
-        atol = check_float(atol, "atol", low=0.0)
+        atol = check_float(atol, "atol", low=0.0, high=1.0)
         if sp.issparse(P):
-            P = sp.csr_matrix(P, dtype=np.float64)
-            if P.ndim != 2 or P.shape[0] % max(P.shape[1], 1) != 0 or P.shape[1] == 0:
+            if np.iscomplexobj(P.data if hasattr(P, "data") else P.tocsr().data):
+                raise ArgumentTypeError(f"`P` must be real; got a sparse matrix of dtype {P.dtype}")
+            if not (np.issubdtype(P.dtype, np.number) or P.dtype == bool):
+                raise ArgumentTypeError(f"`P` must be numeric; got a sparse matrix of dtype {P.dtype}")
+            # an owned copy: the caller's data/indices/indptr are never rewritten (not even
+            # by sum_duplicates on a refused call) and never shared afterwards
+            P = sp.csr_matrix(P, dtype=np.float64, copy=True)
+            if P.ndim != 2 or P.shape[1] == 0 or P.shape[0] % P.shape[1] != 0:
                 raise ShapeError(f"sparse `P` must have shape (S*A, S); got {P.shape}")
             S = P.shape[1]
             A = P.shape[0] // S
             if A == 0:
                 raise ShapeError(f"sparse `P` must have shape (S*A, S) with A >= 1; got {P.shape}")
             P.sum_duplicates()
+            P.sort_indices()
+            P.eliminate_zeros()
             if not np.all(np.isfinite(P.data)):
                 raise ValidationError("`P` must be finite; got non-finite entries")
             if np.any(P.data < 0):
@@ -240,6 +261,7 @@ class MDP:
 
     def expected_reward(self, pi) -> np.ndarray:
         r"""Reward vector :math:`r_\pi[s] = \sum_a \pi(a|s) r(s, a)`, zero on terminal states."""
+        self._check_leading(pi, "pi", (2,), (self.n_states, self.n_actions))
         r_pi = np.einsum("sa,sa->s", pi, self.r_sa)
         if self.terminal.any():
             r_pi = r_pi * self.nonterminal
@@ -251,6 +273,7 @@ class MDP:
         ``v`` has shape (S,) or (S, k) (then the result has shape (S, A, k)).
         """
         v = np.asarray(v)
+        self._check_leading(v, "v", (1, 2), (self.n_states,))
         if self.terminal.any():
             v = v * (self.nonterminal if v.ndim == 1 else self.nonterminal[:, None])
         if self.is_sparse:
@@ -258,6 +281,14 @@ class MDP:
         else:
             out = self.P.reshape(self.n_states * self.n_actions, self.n_states) @ v
         return out.reshape((self.n_states, self.n_actions) + v.shape[1:])
+
+    @staticmethod
+    def _check_leading(x, name, ndims, lead):
+        """Cheap shape check (no copy, no finiteness scan) for the hot-path helpers."""
+        shape = x.shape if isinstance(x, np.ndarray) else np.shape(x)
+        if len(shape) not in ndims or shape[:len(lead)] != lead:
+            raise ShapeError(f"`{name}` must have shape {lead}{' or (S, k)' if len(lead) == 1 else ''}; "
+                             f"got {shape}")
 
     # ------------------------------------------------------------------ conversions
     def to_mdptoolbox(self):
@@ -273,8 +304,11 @@ class MDP:
         """Build from pymdptoolbox's ``P`` (A, S, S) (array or list of A matrices) and
         ``R`` of shape (S, A), (S,) or (A, S, S). ``mu`` defaults to uniform."""
         if isinstance(P, (list, tuple)) or (isinstance(P, np.ndarray) and P.dtype == object):
-            P = np.stack([np.asarray(p.toarray() if sp.issparse(p) else p, dtype=float) for p in P])
-        P = as_float_array(P, "P", ndim=3)
+            if len(P) == 0 or any(np.shape(p) != np.shape(P[0]) for p in P):
+                raise ShapeError("pymdptoolbox `P` must be a list of A >= 1 matrices of one shape (S, S); got "
+                                 f"shapes {[np.shape(p) for p in P][:5]}")
+            P = np.stack([as_float_array(p.toarray() if sp.issparse(p) else p, "P", ndim=2) for p in P])
+        P = as_float_array(P, "P", ndim=3, expected="(A, S, S)")
         A, S, S2 = P.shape
         if S != S2:
             raise ShapeError(f"pymdptoolbox `P` must have shape (A, S, S); got {P.shape}")
@@ -291,19 +325,61 @@ class MDP:
         return cls(P_sas, R, mu, gamma=gamma, horizon=horizon, terminal=terminal, **kw)
 
     def to_npz(self, path) -> None:
-        """Save to an ``.npz`` file readable by :meth:`from_npz` (dense ``P``)."""
+        """Save to an ``.npz`` file readable by :meth:`from_npz` (dense ``P``).
+
+        ``path`` must end in ``.npz`` and its directory must exist (checked before writing).
+        """
+        path = check_writable_path(path, "path", suffixes=(".npz",))
         np.savez(path, P=self.P_dense(), R=self.R, mu=self.mu, gamma=self.gamma,
                  horizon=-1 if self.horizon is None else self.horizon, terminal=self.terminal)
 
     @classmethod
     def from_npz(cls, path) -> "MDP":
         """Load an MDP saved by :meth:`to_npz` (keys ``P, R, mu, gamma``; optional
-        ``horizon`` (-1 for None) and ``terminal``)."""
-        with np.load(path) as f:
+        ``horizon`` (an integer, -1 for None) and ``terminal``).
+
+        Files are read without pickle; a missing file raises
+        :class:`~tabularpg._validation.MissingFileError` (a ``FileNotFoundError``), a file
+        that is not such an archive :class:`~tabularpg._validation.FileFormatError`; both
+        name the path.
+        """
+        path = check_readable_file(path, "path")
+        expected = "an .npz archive written by MDP.to_npz (numeric arrays P, R, mu, gamma; optional horizon, terminal)"
+        try:
+            f = np.load(path, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - any failure to parse means "not an .npz archive"
+            raise FileFormatError(f"`path` {path!r} is not {expected}: {type(exc).__name__}") from None
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise FileFormatError(f"`path` {path!r} holds a single array, not {expected}")
+        with f:
             missing = {"P", "R", "mu", "gamma"} - set(f.files)
             if missing:
-                raise ValidationError(f"`.npz` file {path} lacks keys {sorted(missing)}; has {sorted(f.files)}")
-            horizon = int(f["horizon"]) if "horizon" in f.files else -1
-            terminal = f["terminal"].astype(bool) if "terminal" in f.files else None
-            return cls(f["P"], f["R"], f["mu"], gamma=float(f["gamma"]),
+                raise FileFormatError(f"`path` {path!r} lacks keys {sorted(missing)}; has {sorted(f.files)}; "
+                                      f"expected {expected}")
+            try:
+                data = {k: f[k] for k in ("P", "R", "mu", "gamma", "horizon", "terminal") if k in f.files}
+            except Exception as exc:  # noqa: BLE001 - pickled objects, corrupt members
+                raise FileFormatError(f"`path` {path!r} holds an entry that is not a numeric array "
+                                      f"({type(exc).__name__}); expected {expected}") from None
+        for key in ("gamma", "horizon"):
+            if key in data and data[key].shape != ():
+                raise FileFormatError(f"`path` {path!r}: `{key}` must be a scalar; got shape {data[key].shape}")
+        horizon = -1
+        if "horizon" in data:
+            if data["horizon"].dtype.kind not in "iu":
+                raise FileFormatError(f"`path` {path!r}: `horizon` must be an integer (-1 for None); "
+                                      f"got {data['horizon'].item()!r} of dtype {data['horizon'].dtype}")
+            horizon = int(data["horizon"])
+            if horizon == 0 or horizon < -1:
+                raise FileFormatError(f"`path` {path!r}: `horizon` must be >= 1 or -1 (None); got {horizon}")
+        terminal = None
+        if "terminal" in data:
+            terminal = data["terminal"]
+            if terminal.dtype != bool:
+                raise FileFormatError(f"`path` {path!r}: `terminal` must be a boolean array; got dtype {terminal.dtype}")
+        gamma = data["gamma"].item()
+        try:
+            return cls(data["P"], data["R"], data["mu"], gamma=gamma,
                        horizon=None if horizon < 0 else horizon, terminal=terminal)
+        except (ValidationError, ArgumentTypeError) as exc:
+            raise type(exc)(f"`path` {path!r} holds an invalid MDP: {exc}") from None

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from . import _validation as _v
 from . import exact
 from ._validation import ValidationError, check_float, check_int
 from .mdp import MDP
@@ -77,6 +78,7 @@ def entropy_analyze(mdp: MDP, pi, tau: float, **kw) -> exact.PolicyEvaluation:
         :math:`V_\tau(s) = \sum_a\pi(a|s)(Q_\tau(s,a) - \tau\log\pi(a|s))`;
         ``d`` the occupancy of ``pi``; ``j`` = :math:`J_\tau = \mu^\top V_\tau`.
     """
+    _v.check_problem(mdp, pi=pi)
     tau = check_float(tau, "tau", low=0.0)
     pi = np.asarray(pi)
     tlog = tau * _safe_log(pi)
@@ -128,6 +130,7 @@ def entropy_policy_gradient(mdp: MDP, policy: Policy, theta, tau: float) -> np.n
     derivatives of :func:`entropy_objective` in the tests. At :math:`\tau = 0` it is
     :func:`tabularpg.exact.policy_gradient`.
     """
+    _v.check_problem(mdp, policy)
     theta = policy.check_theta(theta)
     logpi = policy.log_probs(theta)   # not log(pi): finite where pi underflows to 0
     pi = np.exp(logpi)
@@ -196,6 +199,7 @@ def soft_value_iteration(mdp: MDP, tau: float, *, tol: float = 1e-12, max_iter: 
     >>> bool(np.isclose(entropy_objective(m, sol.pi, 0.5), sol.v[0]))
     True
     """
+    _v.check_problem(mdp)
     tau = check_float(tau, "tau", low=0.0)
     if tau <= 0:
         raise ValidationError(f"`tau` must be > 0 for soft value iteration (tau = 0: tabularpg.solve); got {tau}")
@@ -246,6 +250,7 @@ class Surrogate:
 
     @classmethod
     def at(cls, mdp: MDP, policy: Policy, theta_old) -> Surrogate:
+        _v.check_problem(mdp, policy, theta_old=theta_old)
         logp = policy.log_probs(theta_old)
         pi = np.exp(logp)
         return _surrogate_from(exact.analyze(mdp, pi), pi, logp)
@@ -274,6 +279,7 @@ def surrogate(sur: Surrogate, policy: Policy, theta):
     :math:`W = d_{old}\,\pi_\theta\,A_{old}` (S, A). At :math:`\theta_{old}`, ``L = 0`` and
     ``grad L`` equals :func:`tabularpg.exact.policy_gradient`.
     """
+    _v.check_surrogate(sur, policy)
     pi = policy.probs(theta)
     W = sur.d_old[:, None] * pi * sur.adv_old
     return np.sum(W), policy.contract_table(theta, W, pi=pi)
@@ -281,6 +287,7 @@ def surrogate(sur: Surrogate, policy: Policy, theta):
 
 def expected_kl(sur: Surrogate, policy: Policy, theta):
     r"""``(KL, grad KL)`` with :math:`\bar{KL} = \sum_s d_{old}(s) KL(\pi_{old}\|\pi_\theta)` (nats)."""
+    _v.check_surrogate(sur, policy)
     logp = policy.log_probs(theta)
     kl_s = np.sum(sur.pi_old * np.where(sur.pi_old.real > 0, sur.log_old() - logp, 0.0), axis=1)
     W = -sur.d_old[:, None] * sur.pi_old
@@ -299,6 +306,7 @@ def kl_hvp(sur: Surrogate, policy: Policy, theta, v) -> np.ndarray:
     ``v`` and the result have ``policy.theta_shape``.
     At :math:`\theta_{old}` it equals :func:`tabularpg.exact.fisher_vector_product`.
     """
+    _v.check_surrogate(sur, policy)
     theta = policy.check_theta(theta)
     pi = policy.probs(theta)
     jvp = policy.log_probs_jvp(theta, np.asarray(v))
@@ -317,7 +325,8 @@ def ppo_clip(sur: Surrogate, policy: Policy, theta, *, clip: float = 0.2):
     (:math:`\pi_{old}\rho = \pi_\theta`), so probabilities that underflow to 0 (near-deterministic
     :math:`\theta_{old}`) give finite terms (0 where the weight is 0), never 0/0.
     """
-    clip = check_float(clip, "clip", low=0.0)
+    _v.check_surrogate(sur, policy)
+    clip = check_float(clip, "clip", low=0.0, low_open=True)
     logp = policy.log_probs(theta)
     pi = np.exp(logp)
     log_rho = np.real(logp - sur.log_old())
@@ -332,7 +341,8 @@ def ppo_clip(sur: Surrogate, policy: Policy, theta, *, clip: float = 0.2):
 
 
 def kl_penalized(sur: Surrogate, policy: Policy, theta, *, beta: float):
-    r"""``(L - beta KL, grad)``: the KL-penalized surrogate (PPO's adaptive-KL variant)."""
+    r"""``(L - beta KL, grad)``: the KL-penalized surrogate (PPO's adaptive-KL variant); ``beta >= 0``."""
+    _v.check_surrogate(sur, policy), check_float(beta, "beta", low=0.0)
     val, gl = surrogate(sur, policy, theta)
     k, gk = expected_kl(sur, policy, theta)
     return float(np.real(val)) - beta * k, gl - beta * gk
@@ -351,6 +361,8 @@ def sample_surrogate_weights(batch, policy: Policy, theta, pi_old, advantages, *
     :math:`\gamma^t` as common practice does (then the expectation weights states by the
     undiscounted occupancy).
     """
+    _v.check_sampled_weights_args(batch, pi_old, policy=policy, advantages=advantages, clip=clip,
+                                  discount=discount)
     pi_old = np.asarray(pi_old)
     logp = policy.log_probs(theta)[batch.states, batch.actions]
     logp_old = _safe_log(pi_old)[batch.states, batch.actions]  # sampled actions have pi_old > 0
@@ -367,6 +379,7 @@ def sample_kl_weights(batch, pi_old, *, discount: bool = True) -> np.ndarray:
     r"""All-action weights (N, T, A) of the gradient of the sampled expected KL
     :math:`\frac1N\sum_{n,t}\gamma^t KL(\pi_{old}(\cdot|s_t)\|\pi_\theta(\cdot|s_t))`:
     :math:`-\gamma^t\pi_{old}(a|s_t)`."""
+    _v.check_sampled_weights_args(batch, pi_old, discount=discount)
     disc = batch.discounts() if discount else np.ones(batch.width)
     w = -disc[None, :, None] * np.asarray(pi_old)[batch.states]
     return np.where(batch.alive[..., None], w, 0.0)

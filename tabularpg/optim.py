@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
+from . import _validation as _v
 from . import exact, objectives
 from ._validation import (
     ArgumentTypeError,
@@ -289,6 +290,8 @@ def policy_gradient_ascent(mdp: MDP, policy: Policy, theta0, *, step_size: float
     None, else the named estimator on a fresh batch of ``n_episodes`` per iteration
     (``horizon`` as in :func:`tabularpg.sampling.sample`; options go to the estimator).
     """
+    _v.check_problem(mdp, policy, theta0=theta0, step_size=step_size, n_iter=n_iter, estimator=estimator,
+                     n_episodes=n_episodes, horizon=horizon, rng=rng, tau=tau, progress=progress)
     theta, n_iter = _start(policy, theta0, n_iter)
     step_size = check_float(step_size, "step_size", low=0.0)
     tau = check_float(tau, "tau", low=0.0)
@@ -343,6 +346,8 @@ def natural_policy_gradient(mdp: MDP, policy: Policy, theta0, *, step_size: floa
     >>> res.j.shape, res.kl.shape
     ((2,), (1,))
     """
+    _v.check_problem(mdp, policy, theta0=theta0, step_size=step_size, n_iter=n_iter, tau=tau, closed_form=closed_form,
+                     damping=damping, progress=progress)
     theta, n_iter = _start(policy, theta0, n_iter)
     step_size = check_float(step_size, "step_size", low=0.0)
     tau = check_float(tau, "tau", low=0.0)
@@ -381,6 +386,7 @@ def conjugate_gradient(matvec, b, *, n_iter: int = 20, tol: float = 1e-10):
     direction of zero curvature (:math:`p^\top F p \le 0`, e.g. the Fisher matrix of a
     deterministic policy), returning the iterate reached so far.
     """
+    b = _v.check_cg_args(matvec, b, n_iter, tol)
     x = np.zeros_like(b)
     r = b.copy()
     p = r.copy()
@@ -423,6 +429,9 @@ def trpo(mdp: MDP, policy: Policy, theta0, *, delta: float = 0.01, n_iter: int, 
     steps therefore satisfy the KL constraint exactly (for the occupancy used); an
     iteration with no acceptable step keeps ``theta`` (``step`` records 0).
     """
+    _v.check_problem(mdp, policy, theta0=theta0, delta=delta, n_iter=n_iter, cg_iters=cg_iters, backtrack=backtrack,
+                     max_backtracks=max_backtracks, estimator=estimator, n_episodes=n_episodes,
+                     horizon=horizon, rng=rng, progress=progress)
     theta, n_iter = _start(policy, theta0, n_iter)
     delta = _positive(delta, "delta")
     backtrack = check_float(backtrack, "backtrack", low=0.0, high=1.0)
@@ -517,6 +526,9 @@ def ppo(mdp: MDP, policy: Policy, theta0, *, n_iter: int, epochs: int = 10, lr: 
     an int uses one batch per iteration, advantages :math:`G_t - \hat V(s_t)` with a
     Monte Carlo fitted :math:`\hat V`, and the sampled surrogate gradients.
     """
+    _v.check_problem(mdp, policy, theta0=theta0, n_iter=n_iter, epochs=epochs, lr=lr, clip=clip, adaptive_kl=adaptive_kl,
+                     kl_target=kl_target, beta0=beta0, n_episodes=n_episodes, horizon=horizon, rng=rng,
+                     progress=progress, _none_ok=("n_episodes",))
     theta, n_iter = _start(policy, theta0, n_iter)
     epochs = check_int(epochs, "epochs", minimum=1)
     lr = check_float(lr, "lr", low=0.0)
@@ -581,6 +593,8 @@ def rloo(mdp: MDP, policy: Policy, theta0, *, k: int = 4, n_iter: int, step_size
     from ``s0``, each scored against the mean return of the other ``k - 1``; the estimates
     are combined with weights :math:`\mu(s_0)` (unbiased for :math:`\nabla J`).
     """
+    _v.check_problem(mdp, policy, theta0=theta0, k=k, n_iter=n_iter, step_size=step_size, horizon=horizon, rng=rng,
+                     progress=progress)
     theta, n_iter = _start(policy, theta0, n_iter)
     k = check_int(k, "k", minimum=2)
     step_size = check_float(step_size, "step_size", low=0.0)
@@ -603,6 +617,8 @@ def actor_critic(mdp: MDP, policy: Policy, theta0, *, n_iter: int, step_size: fl
     r"""Advantage actor-critic with a tabular TD(0) critic (A2C, Mnih et al. 2016): per iteration,
     a batch, ``critic_sweeps`` TD(0) sweeps warm-started from the previous critic, and a
     step along the ``td_residual`` estimate :math:`\sum_t\gamma^t\delta_t\nabla\log\pi`."""
+    _v.check_problem(mdp, policy, theta0=theta0, n_iter=n_iter, step_size=step_size, n_episodes=n_episodes, horizon=horizon,
+                     rng=rng, critic_lr=critic_lr, critic_sweeps=critic_sweeps, progress=progress)
     theta, n_iter = _start(policy, theta0, n_iter)
     step_size = check_float(step_size, "step_size", low=0.0)
     rng = as_rng(rng)
@@ -657,6 +673,7 @@ def sample_preferences(reward, pi_ref, mu, n: int, *, rng):
     :math:`y_1 \succ y_2` with probability :math:`\sigma(r(x, y_1) - r(x, y_2))`.
     Returns int arrays ``(x, y_w, y_l)`` of shape (n,).
     """
+    _v.check_dpo_args(pi_ref=pi_ref, reward=reward, mu=mu, required=("reward", "mu"))
     rng = as_rng(rng)
     reward, pi_ref, mu = _dpo_tables(reward, pi_ref, mu)
     n = check_int(n, "n", minimum=1)
@@ -678,6 +695,7 @@ def dpo_loss(policy: Policy, theta, pi_ref, prefs, *, beta: float):
 
     the contraction of weights :math:`c_i` on :math:`(x, y_w)` and :math:`-c_i` on :math:`(x, y_l)`.
     """
+    _v.check_dpo_args(policy, pi_ref, prefs=prefs, required=("prefs",))
     beta = _positive(beta, "beta")
     _, pi_ref, _ = _dpo_tables(None, pi_ref)
     x, yw, yl = (np.asarray(p) for p in prefs)
@@ -696,6 +714,7 @@ def dpo_population_loss(policy: Policy, theta, pi_ref, reward, mu, *, beta: floa
     :math:`2\sum_x\mu(x)\sum_{y_1,y_2}\pi_{ref}(y_1|x)\pi_{ref}(y_2|x)\sigma(r_1-r_2)
     \,[-\log\sigma(\beta(h_1-h_2))]` (the factor 2: either draw of the ordered pair may be
     the winner)."""
+    _v.check_dpo_args(policy, pi_ref, reward=reward, mu=mu, required=("reward", "mu"))
     beta = _positive(beta, "beta")
     reward, pi_ref, mu = _dpo_tables(reward, pi_ref, mu)
     h = policy.log_probs(theta) - np.log(pi_ref)
@@ -721,6 +740,7 @@ def dpo_optimal_policy(pi_ref, reward, *, beta: float) -> np.ndarray:
     >>> np.round(p, 12).tolist()   # (0.5 * 3, 0.5 * 1) / 2
     [[0.75, 0.25]]
     """
+    _v.check_dpo_args(pi_ref=pi_ref, reward=reward, required=("reward",))
     beta = _positive(beta, "beta")
     reward, pi_ref, _ = _dpo_tables(reward, pi_ref)
     return softmax(np.log(pi_ref) + reward / beta)
@@ -730,6 +750,8 @@ def dpo(policy: Policy, theta0, pi_ref, *, beta: float, n_iter: int, lr: float, 
         mu=None, progress=None) -> OptimResult:
     r"""Gradient descent on the DPO loss: on the preference pairs ``prefs`` when given,
     else on the exact population loss (needs ``reward`` and ``mu``). ``j`` records the loss."""
+    _v.check_dpo_args(policy, pi_ref, prefs=prefs, reward=reward, mu=mu)
+    _v.check_problem(policy=policy, theta0=theta0, beta=beta, n_iter=n_iter, lr=lr, progress=progress)
     theta, n_iter = _start(policy, theta0, n_iter)
     lr = check_float(lr, "lr", low=0.0)
     if prefs is None and (reward is None or mu is None):

@@ -29,6 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._validation import (
+    ArgumentTypeError,
     ShapeError,
     ValidationError,
     as_float_array,
@@ -46,6 +47,7 @@ def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     The shift uses the real part's maximum, so logits of +-1e4 give exact results and
     complex-step perturbations pass through untouched.
     """
+    z, axis = _check_logits(z, axis)
     shift = np.max(z.real, axis=axis, keepdims=True)
     zs = z - shift
     return zs - np.log(np.sum(np.exp(zs), axis=axis, keepdims=True))
@@ -53,9 +55,25 @@ def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     """Numerically stable softmax along ``axis``; complex input allowed."""
+    z, axis = _check_logits(z, axis)
     shift = np.max(z.real, axis=axis, keepdims=True)
     e = np.exp(z - shift)
     return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _check_logits(z, axis):
+    """Boundary check of softmax / log_softmax: a non-empty finite numeric array and an
+    axis within its dimensions (real or complex; ``-inf`` logits are not finite)."""
+    if isinstance(z, np.ndarray) and z.dtype.kind in "fc" and z.size and np.isfinite(z).all():
+        pass  # the fast path of the internal callers
+    else:
+        z = as_float_array(z, "z", allow_complex=True)
+    axis = check_int(axis, "axis")
+    if z.ndim == 0 or not -z.ndim <= axis < z.ndim:
+        raise ShapeError(f"`axis` must lie in [-{z.ndim}, {z.ndim}) for `z` of shape {z.shape}; got {axis}")
+    if z.shape[axis] == 0:
+        raise ShapeError(f"`z` must have at least one entry along `axis`={axis}; got shape {z.shape}")
+    return z, axis
 
 
 def _scatter_add(index: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
@@ -148,9 +166,10 @@ class Policy(abc.ABC):
 
         :math:`\langle \nabla \log\pi(a|s), v\rangle = \dot z(s,a) - \sum_b \pi(b|s)\dot z(s,b)`.
         """
-        theta = np.asarray(theta)
+        theta = self.check_theta(theta)
+        v = self._check_leading(v, "v", self.theta_shape, "theta_shape")
         pi = softmax(self._logits(theta))
-        dz = self.logits_jvp(theta, np.asarray(v))
+        dz = self.logits_jvp(theta, v)
         return dz - np.sum(pi * dz, axis=-1, keepdims=True)
 
     def contract_table(self, theta, w_sa, *, pi=None) -> np.ndarray:
@@ -159,9 +178,13 @@ class Policy(abc.ABC):
         :math:`= \mathrm{vjp}_z\big(w - \pi \odot \sum_b w_{\cdot b}\big)`. ``pi`` may be
         passed when already computed (it must be ``probs(theta)``).
         """
+        theta = self.check_theta(theta)
+        w_sa = self._check_leading(w_sa, "w_sa", (self.n_states, self.n_actions), "(S, A)")
         if pi is None:
-            pi = softmax(self._logits(np.asarray(theta)))
-        w_sa = np.asarray(w_sa)
+            pi = softmax(self._logits(theta))
+        else:
+            pi = as_float_array(pi, "pi", shape=(self.n_states, self.n_actions), allow_complex=True,
+                                expected=f"(S, A) = {(self.n_states, self.n_actions)}")
         return self.logits_vjp(theta, w_sa - pi * np.sum(w_sa, axis=-1, keepdims=True))
 
     def contract(self, theta, states, weights, actions=None) -> np.ndarray:
@@ -184,6 +207,7 @@ class Policy(abc.ABC):
         it to avoid that table.
         """
         theta = self.check_theta(theta)
+        n_episodes = check_int(n_episodes, "n_episodes", minimum=1)
         S, A = self.n_states, self.n_actions
         e, s, a, w = self._entries(episodes, states, weights, actions, n_episodes)
         w_nsa = _scatter_add((e * S + s) * A + a, w, n_episodes * S * A).reshape(n_episodes, S, A)
@@ -194,7 +218,7 @@ class Policy(abc.ABC):
         rng = as_rng(rng)
         theta = self.check_theta(theta)
         if np.iscomplexobj(theta):
-            raise ValidationError("`theta` must be real to sample actions")
+            raise ArgumentTypeError(f"`theta` must be real to sample actions; got dtype {theta.dtype}")
         s = self._check_states(states)
         cdf = np.cumsum(softmax(self._logits(theta)), axis=1)
         u = rng.random(s.shape)
@@ -202,6 +226,16 @@ class Policy(abc.ABC):
         return np.minimum(a, self.n_actions - 1)
 
     # ----------------------------------------------------------- internals
+    @staticmethod
+    def _check_leading(x, name, trailing, what):
+        """A finite (real or complex) array of shape ``(..., *trailing)``."""
+        trailing = tuple(trailing)
+        x = as_float_array(x, name, allow_complex=True)
+        if x.ndim < len(trailing) or x.shape[x.ndim - len(trailing):] != trailing:
+            raise ShapeError(f"`{name}` must have shape (..., *{what}) = (..., {', '.join(map(str, trailing))}); "
+                             f"got {x.shape}")
+        return x
+
     def _check_states(self, states) -> np.ndarray:
         s = np.asarray(states)
         if not np.issubdtype(s.dtype, np.integer):
@@ -225,8 +259,16 @@ class Policy(abc.ABC):
         """Flatten (episode, state, action, weight) entries; all-action weights expand."""
         A = self.n_actions
         s = self._check_states(states).ravel()
-        e = np.asarray(episodes).ravel() if episodes is not None else np.zeros_like(s)
-        w = np.asarray(weights)
+        if episodes is None:
+            e = np.zeros_like(s)
+        else:
+            e = np.asarray(episodes).ravel()
+            if not np.issubdtype(e.dtype, np.integer):
+                raise ValidationError(f"`episodes` must be integers; got dtype {e.dtype}")
+        w = as_float_array(weights, "weights", allow_complex=True)
+        if e.shape != s.shape:
+            raise ShapeError(f"`episodes` must have the shape of `states` {np.shape(states)}; got {np.shape(episodes)}")
+        e = self._check_episodes(e, n_episodes)
         if actions is None:
             if w.shape != (s.size, A):
                 raise ShapeError(f"`weights` must have shape (M, A) = {(s.size, A)} when `actions` is None; got {w.shape}")
@@ -234,11 +276,13 @@ class Policy(abc.ABC):
         _, a = self._check_sa(states, actions)
         if w.shape != np.shape(states):
             raise ShapeError(f"`weights` must have the shape of `states` {np.shape(states)}; got {w.shape}")
-        if e.shape != s.shape:
-            raise ShapeError(f"`episodes` must have the shape of `states`; got {e.shape}")
+        return e, s, a.ravel(), w.ravel()
+
+    @staticmethod
+    def _check_episodes(e, n_episodes):
         if n_episodes is not None and e.size and (e.min() < 0 or e.max() >= n_episodes):
             raise ValidationError(f"`episodes` must lie in [0, {n_episodes}); got range [{e.min()}, {e.max()}]")
-        return e, s, a.ravel(), w.ravel()
+        return e
 
     def _aggregate(self, states, weights, actions) -> np.ndarray:
         S, A = self.n_states, self.n_actions
@@ -321,6 +365,7 @@ class LinearSoftmax(Policy):
         (n_episodes, S*A) weight matrix times the (S*A, d) score table: memory
         O(M + n_episodes * d), never (n_episodes, S, A)."""
         theta = self.check_theta(theta)
+        n_episodes = check_int(n_episodes, "n_episodes", minimum=1)
         S, A = self.n_states, self.n_actions
         e, s, a, w = self._entries(episodes, states, weights, actions, n_episodes)
         pi = softmax(self._logits(theta))

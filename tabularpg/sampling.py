@@ -61,6 +61,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _alias
+from . import _validation as _v
 from ._alias import AliasTable, alias_table
 from ._validation import (
     ArgumentTypeError,
@@ -257,6 +258,7 @@ class Batch:
 
     def select(self, episodes) -> Batch:
         """The sub-batch of the given episode indices (or boolean mask)."""
+        _v.check_episode_selection(episodes, self.n_episodes)
         idx = np.arange(self.n_episodes)[episodes]
         pick = lambda x: None if x is None else x[idx]
         return Batch(states=self.states[idx], actions=self.actions[idx], rewards=self.rewards[idx],
@@ -325,16 +327,17 @@ def sample(mdp: MDP, policy: Policy, theta, n_episodes: int, *, rng, horizon=Non
     >>> b.states.shape, int(b.lengths.sum())
     ((4, 3), 12)
     """
+    _v.check_problem(mdp, policy, behavior=behavior)
     if not isinstance(mdp, MDP):
         raise ArgumentTypeError(f"`mdp` must be a tabularpg.MDP; got {type(mdp).__name__}")
     if not isinstance(policy, Policy):
         raise ArgumentTypeError(f"`policy` must be a tabularpg Policy; got {type(policy).__name__}")
     if (policy.n_states, policy.n_actions) != (mdp.n_states, mdp.n_actions):
-        raise ValidationError(f"`policy` has (S, A) = {(policy.n_states, policy.n_actions)}; "
+        raise _v.ShapeError(f"`policy` has (S, A) = {(policy.n_states, policy.n_actions)}; "
                               f"the MDP has {(mdp.n_states, mdp.n_actions)}")
     theta = policy.check_theta(theta)
     if np.iscomplexobj(theta):
-        raise ValidationError("`theta` must be real to sample")
+        raise ArgumentTypeError(f"`theta` must be real to sample; got dtype {theta.dtype}")
     N = check_int(n_episodes, "n_episodes", minimum=1)
     rng = as_rng(rng)
     scheme, T = _resolve_horizon(mdp, horizon)

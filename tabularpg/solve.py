@@ -19,7 +19,14 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from . import exact
-from ._validation import ArgumentTypeError, TabularPGError, ValidationError, check_float, check_int
+from ._validation import (
+    TabularPGError,
+    ValidationError,
+    as_float_array,
+    check_float,
+    check_int,
+    check_mdp,
+)
 from .mdp import MDP
 
 __all__ = ["SolveResult", "NoProperPolicyError", "value_iteration", "policy_iteration", "linear_program",
@@ -60,14 +67,22 @@ def _q(mdp: MDP, v):
 
 def greedy(q) -> np.ndarray:
     """One-hot greedy policy of ``q`` (..., S, A); ties go to the lowest action index."""
-    q = np.asarray(q)
+    q = as_float_array(q, "q")
+    if q.ndim < 1 or q.shape[-1] == 0:
+        raise ValidationError(f"`q` must have shape (..., S, A) with A >= 1; got {q.shape}")
     pi = np.zeros_like(q, dtype=float)
     np.put_along_axis(pi, np.argmax(q, axis=-1)[..., None], 1.0, axis=-1)
     return pi
 
 
 def bellman_optimality_residual(mdp: MDP, v) -> float:
-    """``max_s |V(s) - max_a [r + gamma P V](s, a)|`` for an infinite-horizon MDP."""
+    """``max_s |V(s) - max_a [r + gamma P V](s, a)|`` for an infinite-horizon MDP;
+    ``v`` of shape (S,)."""
+    mdp = check_mdp(mdp)
+    if mdp.horizon is not None:
+        raise ValidationError(f"`mdp` must have an infinite horizon (the residual of V_t needs t); "
+                              f"got horizon {mdp.horizon}")
+    v = as_float_array(v, "v", shape=(mdp.n_states,), expected=f"(S,) = ({mdp.n_states},)")
     return float(np.max(np.abs(v - _q(mdp, v).max(axis=1))))
 
 
@@ -75,7 +90,7 @@ def backward_induction(mdp: MDP) -> SolveResult:
     """Exact finite-horizon dynamic programming: ``H`` backups from ``V_H = 0``."""
     _check(mdp)
     if mdp.horizon is None:
-        raise ValidationError("backward_induction needs a finite `horizon`; got None")
+        raise ValidationError("`mdp`: backward_induction needs a finite `horizon`; got None")
     H, S = mdp.horizon, mdp.n_states
     v = np.zeros((H + 1, S))
     q = np.zeros((H, S, mdp.n_actions))
@@ -86,8 +101,7 @@ def backward_induction(mdp: MDP) -> SolveResult:
 
 
 def _check(mdp):
-    if not isinstance(mdp, MDP):
-        raise ArgumentTypeError(f"`mdp` must be a tabularpg.MDP; got {type(mdp).__name__}")
+    check_mdp(mdp)
 
 
 def _proper_policy(mdp: MDP) -> np.ndarray:
@@ -118,6 +132,8 @@ def _proper_policy(mdp: MDP) -> np.ndarray:
 def value_iteration(mdp: MDP, *, tol: float = 1e-10, max_iter: int = 1_000_000) -> SolveResult:
     r"""Value iteration :math:`V_{k+1} = \max_a [r + \gamma P V_k]` from ``V_0 = 0``.
 
+    ``tol`` > 0 bounds the error of the returned values (below); ``max_iter`` >= 1.
+
     Stopping rule: for ``gamma < 1``, stop when
     :math:`\frac{\gamma}{1-\gamma}\|V_{k+1}-V_k\|_\infty \le` ``tol``, which bounds
     :math:`\|V_{k+1} - V^*\|_\infty \le` ``tol`` (Puterman 1994, Thm 6.3.1). For
@@ -126,7 +142,7 @@ def value_iteration(mdp: MDP, *, tol: float = 1e-10, max_iter: int = 1_000_000) 
     :func:`backward_induction` (exact).
     """
     _check(mdp)
-    tol = check_float(tol, "tol", low=0.0)
+    tol = check_float(tol, "tol", low=0.0, low_open=True)
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     if mdp.horizon is not None:
         return backward_induction(mdp)

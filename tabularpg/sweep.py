@@ -34,7 +34,17 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ._validation import ValidationError, check_int
+from ._validation import (
+    TABLE_SUFFIXES,
+    ArgumentTypeError,
+    FileFormatError,
+    ValidationError,
+    check_instance,
+    check_int,
+    check_readable_file,
+    check_sequence,
+    check_writable_path,
+)
 
 __all__ = [
     "BACKENDS",
@@ -66,10 +76,29 @@ class Task:
 
 
 def grid(mdps, estimators, batch_sizes, *, repeats: int = 1, horizon=None, theta_seed: int = 0) -> list:
-    """The ordered product ``mdps x estimators x batch_sizes x range(repeats)`` as :class:`Task` s."""
+    """The ordered product ``mdps x estimators x batch_sizes x range(repeats)`` as :class:`Task` s.
+
+    ``mdps`` is a sequence of MDP specs (:func:`tabularpg.envs.make` strings or ``gym:ID``),
+    ``estimators`` a sequence of registered estimator names, ``batch_sizes`` a sequence of
+    ints >= 1; a single string is refused (it is not a list of one name).
+    """
+    from .estimators import REGISTRY
+
+    mdps = check_sequence(mdps, "mdps", min_len=1)
+    estimators = check_sequence(estimators, "estimators", min_len=1)
+    batch_sizes = check_sequence(batch_sizes, "batch_sizes", min_len=1)
+    for m in mdps:
+        if not isinstance(m, str):
+            raise ArgumentTypeError(f"`mdps` must hold MDP spec strings; got {m!r} ({type(m).__name__})")
+    for e in estimators:
+        if not isinstance(e, str) or e not in REGISTRY:
+            raise (ValidationError if isinstance(e, str) else ArgumentTypeError)(
+                f"`estimators` must hold registered estimator names ({', '.join(sorted(REGISTRY))}); got {e!r}")
+    batch_sizes = [check_int(n, "batch_sizes", minimum=1) for n in batch_sizes]
     repeats = check_int(repeats, "repeats", minimum=1)
-    cells = itertools.product(list(mdps), list(estimators), [check_int(n, "batch size", minimum=1) for n in batch_sizes],
-                              range(repeats))
+    horizon = check_int(horizon, "horizon", minimum=1, allow_none=True)
+    theta_seed = check_int(theta_seed, "theta_seed", minimum=0)
+    cells = itertools.product(mdps, estimators, batch_sizes, range(repeats))
     return [Task(i, m, e, n, r, horizon, theta_seed) for i, (m, e, n, r) in enumerate(cells)]
 
 
@@ -171,6 +200,8 @@ def study_task(task: Task, seed_seq) -> dict:
     :math:`\|E\bar g - \nabla J\|^2 + \mathrm{tr\,Cov}\,\bar g`; ``cosine`` between :math:`\bar g` and :math:`\nabla J`;
     ``checksum`` :math:`\sum |\hat g_{n,i}|` (bit-identity checks).
     """
+    check_instance(task, Task, "task", "a tabularpg.sweep.Task")
+    check_instance(seed_seq, np.random.SeedSequence, "seed_seq", "a numpy.random.SeedSequence")
     from . import estimators as E
     from . import exact
     from .sampling import sample
@@ -230,25 +261,49 @@ def study_task(task: Task, seed_seq) -> dict:
 
 
 def read_journal(path) -> dict:
-    """Finished rows of a journal written by :func:`run_sweep`, keyed by task index."""
-    return {i: e["row"] for i, e in _journal_entries(path).items()}
+    """Finished rows of a journal written by :func:`run_sweep`, keyed by task index.
+
+    A missing file raises :class:`~tabularpg._validation.MissingFileError`; a file that is
+    not such a journal (a JSON line that is not an entry ``{"index", "key", "seed", "row"}``,
+    or no entry at all) :class:`~tabularpg._validation.FileFormatError`, naming the path.
+    A line that is not valid JSON (cut short by a kill) is ignored with a warning.
+    """
+    path = check_readable_file(path, "path")
+    return {i: e["row"] for i, e in _journal_entries(path, strict=True).items()}
 
 
-def _journal_entries(path) -> dict:
+_ENTRY = 'a JSON-lines journal of tabularpg.sweep.run_sweep (one {"index", "key", "seed", "row"} object per line)'
+
+
+def _journal_entries(path, *, strict: bool = False) -> dict:
     done = {}
+    n_lines = n_bad = 0
     if path is not None and os.path.exists(path):
-        with open(path) as f:
-            for k, line in enumerate(f):
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    # a line cut short by a kill: that task was not finished
-                    warnings.warn(f"journal {path}: line {k + 1} is not valid JSON and is ignored", stacklevel=3)
-                    continue
-                done[entry["index"]] = entry
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.readlines()
+        except UnicodeDecodeError:
+            raise FileFormatError(f"journal {os.fspath(path)!r} is not text; expected {_ENTRY}") from None
+        for k, line in enumerate(lines):
+            line = line.strip()
+            if not line:
+                continue
+            n_lines += 1
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                # a line cut short by a kill: that task was not finished
+                n_bad += 1
+                warnings.warn(f"journal {path}: line {k + 1} is not valid JSON and is ignored", stacklevel=3)
+                continue
+            if (not isinstance(entry, dict) or not isinstance(entry.get("index"), int)
+                    or isinstance(entry.get("index"), bool) or entry["index"] < 0
+                    or not isinstance(entry.get("row"), dict)):
+                raise FileFormatError(f"journal {os.fspath(path)!r}: line {k + 1} is not a journal entry; "
+                                      f"expected {_ENTRY}; got {line[:60]!r}")
+            done[entry["index"]] = entry
+        if n_lines and n_bad == n_lines and (strict or n_lines > 1):
+            raise FileFormatError(f"journal {os.fspath(path)!r} holds no valid line; expected {_ENTRY}")
     return done
 
 
@@ -292,10 +347,14 @@ def run_sweep(tasks, *, task_fn=study_task, backend: str = "sequential", n_jobs:
     list of dict
         One row per task, in index order (:func:`to_dataframe` makes a DataFrame).
     """
+    # every argument, the output and the journal destinations are checked before any task runs
     if backend not in BACKENDS:
         raise ValidationError(f"`backend` must be one of {BACKENDS}; got {backend!r}")
     n_jobs = check_int(n_jobs, "n_jobs", minimum=-1)
+    if n_jobs == 0:
+        raise ValidationError("`n_jobs` must be >= 1, or -1 for all cores; got 0")
     seed = check_int(seed, "seed", minimum=0)
+    _check_sweep_arguments(tasks, task_fn, progress, journal, out)
     tasks = list(tasks)
     indices = [t.index for t in tasks]
     if len(set(indices)) != len(indices) or any(not isinstance(i, (int, np.integer)) or i < 0 for i in indices):
@@ -355,6 +414,42 @@ def run_sweep(tasks, *, task_fn=study_task, backend: str = "sequential", n_jobs:
     return table
 
 
+def _check_sweep_arguments(tasks, task_fn, progress, journal, out):
+    """Boundary checks of :func:`run_sweep` that must pass before the first task runs."""
+    for t in check_sequence(tasks, "tasks"):
+        if not hasattr(t, "index"):
+            raise ArgumentTypeError(f"`tasks` must hold Task objects (with an int `index`); got {t!r} "
+                                    f"({type(t).__name__}); build them with grid(...)")
+    if not callable(task_fn):
+        raise ArgumentTypeError(f"`task_fn` must be callable (task, seed_seq) -> dict; got {type(task_fn).__name__}")
+    if progress is not None and not callable(progress):
+        raise ArgumentTypeError(f"`progress` must be callable or None; got {type(progress).__name__}")
+    if journal is not None:
+        check_writable_path(journal, "journal")
+        if os.path.exists(journal):
+            _journal_entries(journal)  # a foreign file is refused now, not after the tasks
+            with open(journal, "rb+") as f:  # a line cut short by a kill must not swallow the next one
+                f.seek(0, os.SEEK_END)
+                if f.tell():
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":
+                        f.write(b"\n")
+    if out is not None:
+        _check_table_path(out, "out")
+
+
+def _check_table_path(path, name):
+    path = check_writable_path(path, name, suffixes=TABLE_SUFFIXES)
+    if path.lower().endswith(".parquet"):
+        try:
+            import pandas  # noqa: F401
+            import pyarrow  # noqa: F401
+        except ImportError as exc:
+            raise ImportError(f"`{name}` {path!r}: Parquet tables need pandas and pyarrow: "
+                              "pip install 'tabularpg[parallel]'") from exc
+    return path
+
+
 def _run_indexed(fn, task, seed_seq):
     return task.index, fn(task, seed_seq)
 
@@ -370,12 +465,11 @@ def _json_default(x):
 def write_table(rows, path) -> None:
     """Write rows as CSV (``.csv``, standard library) or Parquet (``.parquet``, needs pandas
     and pyarrow). Columns: the union of the rows' keys, in order of first appearance."""
-    path = str(path)
-    if path.endswith(".parquet"):
+    rows = _check_rows(rows)
+    path = _check_table_path(path, "path")
+    if path.lower().endswith(".parquet"):
         to_dataframe(rows).to_parquet(path, index=False)
         return
-    if not path.endswith(".csv"):
-        raise ValidationError(f"`path` must end in .csv or .parquet; got {path!r}")
     import csv
 
     keys = list(dict.fromkeys(k for r in rows for k in r))
@@ -386,8 +480,17 @@ def write_table(rows, path) -> None:
             w.writerow(r)
 
 
+def _check_rows(rows):
+    rows = check_sequence(rows, "rows")
+    for r in rows:
+        if not isinstance(r, dict):
+            raise ArgumentTypeError(f"`rows` must hold dicts (one per row); got {type(r).__name__}")
+    return rows
+
+
 def to_dataframe(rows):
     """Rows as a pandas DataFrame (needs pandas: ``pip install 'tabularpg[parallel]'``)."""
+    rows = _check_rows(rows)
     try:
         import pandas as pd
     except ImportError as exc:
@@ -397,4 +500,5 @@ def to_dataframe(rows):
 
 def task_dict(task: Task) -> dict:
     """A task as a plain dict (for logs)."""
+    check_instance(task, Task, "task", "a tabularpg.sweep.Task")
     return asdict(task)

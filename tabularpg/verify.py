@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from . import _validation as _v
 from . import envs, exact
 from .mdp import MDP
 from .policies import LinearSoftmax, NeuralSoftmax, TabularSoftmax
@@ -115,6 +116,7 @@ def _directional_checks(add, pname, mdp, pol, th, g, ppi, rng, n_dir: int = 4):
 
 def exact_checks(mdps: dict | None = None, *, seed: int = 0) -> list:
     """Exact identities on each MDP (see the module docstring); returns a list of :class:`Check`."""
+    _v.check_problem(mdps=mdps, seed=seed)
     mdps = builtin_mdps() if mdps is None else mdps
     rng = np.random.default_rng(seed)
     rows = []
@@ -168,6 +170,7 @@ def exact_checks(mdps: dict | None = None, *, seed: int = 0) -> list:
 
 def solver_checks(mdps: dict | None = None) -> list:
     """Value iteration, policy iteration and the LP agree on ``V*`` (and V* >= V_pi)."""
+    _v.check_problem(mdps=mdps)
     from . import solve
 
     mdps = builtin_mdps() if mdps is None else mdps
@@ -187,6 +190,7 @@ def run(*, seed: int = 0, monte_carlo: bool = True, quick: bool = True, mdps: di
 
     ``mdps`` (name -> MDP) replaces the built-ins for the exact and solver rows; the
     Monte Carlo rows always use their own small MDPs (exact moments need enumeration)."""
+    _v.check_problem(seed=seed, monte_carlo=monte_carlo, quick=quick, mdps=mdps)
     rows = exact_checks(mdps, seed=seed) + solver_checks(mdps)
     if mdps is None:  # recursion = enumeration on small MDPs of its own (enumerable)
         from .moments import recursion_checks

@@ -39,7 +39,14 @@ import warnings
 
 import numpy as np
 
-from .._validation import TabularPGError, ValidationError
+from .._validation import (
+    ArgumentTypeError,
+    TabularPGError,
+    ValidationError,
+    check_float,
+    check_int,
+    check_mdp,
+)
 from ..mdp import MDP
 
 __all__ = ["GymnasiumConversionError", "from_gymnasium", "to_gymnasium"]
@@ -168,6 +175,14 @@ def from_gymnasium(env, *, gamma: float = 0.99, horizon="auto") -> MDP:
     >>> float(mdp.P[14, 2, 15])  # slippery: "right" from 14 reaches the goal 1/3 of the time
     0.3333333333333333
     """
+    gamma = check_float(gamma, "gamma", low=0.0, high=1.0)
+    if not (isinstance(horizon, str) and horizon == "auto"):
+        if isinstance(horizon, str):
+            raise ValidationError(f"`horizon` must be 'auto', an int >= 1 or None; got {horizon!r}")
+        horizon = check_int(horizon, "horizon", minimum=1, allow_none=True)
+    if isinstance(env, (str, bytes)) or env is None or isinstance(env, (int, float, np.ndarray, list, tuple, dict)):
+        raise ArgumentTypeError(f"`env` must be a Gymnasium environment (e.g. gymnasium.make('FrozenLake-v1')); "
+                                f"got {type(env).__name__} {env!r:.40}")
     u = getattr(env, "unwrapped", env)
     P_dict = getattr(u, "P", None)
     name = type(u).__name__
@@ -249,15 +264,15 @@ def to_gymnasium(mdp: MDP, *, seed=None):
     >>> from_gymnasium(env, gamma=0.9).P.shape  # read back: the same MDP
     (4, 2, 4)
     """
+    check_mdp(mdp)
+    seed = check_int(seed, "seed", minimum=0, allow_none=True)
     gym = _gym()
     from gymnasium.utils import seeding
 
     S, A = mdp.n_states, mdp.n_actions
-    P_flat = mdp.P_flat()
-    if not mdp.is_sparse:
-        import scipy.sparse as sp
+    import scipy.sparse as sp
 
-        P_flat = sp.csr_matrix(P_flat)
+    P_flat = sp.csr_matrix(mdp.P_flat(), copy=True)  # the MDP's storage is read-only
     P_flat.eliminate_zeros()
     succ, probs, rewards = [], [], []
     for row in range(S * A):

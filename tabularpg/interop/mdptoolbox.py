@@ -14,6 +14,7 @@ True
 """
 from __future__ import annotations
 
+from .._validation import check_mdp
 from ..mdp import MDP
 
 __all__ = ["from_mdptoolbox", "to_mdptoolbox"]
@@ -26,7 +27,7 @@ def to_mdptoolbox(mdp: MDP):
     Terminal states, ``mu`` and the horizon have no place in that layout and are dropped
     (pymdptoolbox's solvers then treat terminal states as ordinary ones).
     """
-    return mdp.to_mdptoolbox()
+    return check_mdp(mdp).to_mdptoolbox()
 
 
 def from_mdptoolbox(P, R, mu=None, gamma=0.9, horizon=None, terminal=None, **kw) -> MDP:

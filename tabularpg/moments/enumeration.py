@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _validation as _v
 from .._validation import (
     EnumerationTooLargeError,
     ValidationError,
@@ -62,6 +63,7 @@ def enumerate_trajectories(mdp: MDP, pi, horizon=None, *, max_trajectories: int 
     batch carries ``behavior_logp`` (for importance-sampling estimators). ``horizon``
     defaults to the MDP's finite horizon.
     """
+    _v.check_problem(mdp, max_trajectories=max_trajectories)
     if horizon is None:
         if mdp.horizon is None:
             raise ValidationError("`horizon` is required for an infinite-horizon MDP")
@@ -149,6 +151,7 @@ def enumerate_moments(mdp: MDP, policy: Policy, theta, estimator, horizon=None, 
     **options
         Passed to the estimator (``baseline``, ``critic``, ``lam``, ...).
     """
+    _v.check_problem(mdp, policy, max_trajectories=max_trajectories)
     if isinstance(options.get("baseline"), str) and options["baseline"] in BATCH_BASELINES:
         raise ValidationError(f"baseline={options['baseline']!r} couples the episodes of a batch; exact "
                               "per-episode moments are defined for constant, time- or state-dependent baselines")
@@ -218,6 +221,7 @@ def optimal_constant_baseline(mdp: MDP, policy: Policy, theta, estimator="reinfo
     >>> bool(np.allclose(b, (pi * [1.0, 0.0]) @ s2 / (pi @ s2)))
     True
     """
+    _v.check_problem(mdp, policy, max_trajectories=max_trajectories, per_component=per_component)
     name = estimator if isinstance(estimator, str) else getattr(estimator, "name", None)
     if name not in ("reinforce", "reward_to_go", "reward_to_go_undiscounted"):
         raise ValidationError("`estimator` must be 'reinforce', 'reward_to_go' or 'reward_to_go_undiscounted' "

@@ -156,7 +156,7 @@ class _Model:
     def __init__(self, mdp):
         S, A = mdp.n_states, mdp.n_actions
         self.S, self.A = S, A
-        P = sp.csr_matrix(mdp.P_flat(), dtype=float)
+        P = sp.csr_matrix(mdp.P_flat(), dtype=float, copy=True)  # the MDP's storage is read-only
         P.sum_duplicates()
         P.eliminate_zeros()
         P.sort_indices()

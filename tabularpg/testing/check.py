@@ -163,7 +163,7 @@ CASES = {c.name: c for c in [
 @dataclass(frozen=True)
 class CaseResult:
     """One row of the table: ``case``, ``n`` episodes, Hotelling ``statistic`` and ``dof``,
-    ``p_value``, ``bias_se`` (the largest |mean - target| in standard errors over the
+    ``p_value``, ``bias_se`` (the largest ``|mean - target|`` in standard errors over the
     parameters), ``threshold`` (the Holm level the p-value was compared with), ``passed``
     and a ``message`` (why it failed, or why it was skipped)."""
 
@@ -361,7 +361,7 @@ def check_estimator(fn, *, target="gradient", n_episodes: int = 10000, alpha: fl
     -------
     CheckResult
         ``print(result)`` shows the table: case, N, T^2, dof, p, Holm level,
-        max |bias| / SE, verdict.
+        max ``|bias|`` / SE, verdict.
 
     Examples
     --------

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import ArgumentTypeError, as_float_array, check_float, check_problem
+
 __all__ = ["complex_step_gradient", "central_difference_gradient", "objective_of"]
 
 COMPLEX_STEP = 1e-30
 
 
 def complex_step_gradient(f, theta, *, h: float = COMPLEX_STEP) -> np.ndarray:
-    """Gradient of the real-analytic scalar ``f`` at real ``theta`` by complex steps."""
-    theta = np.asarray(theta, dtype=float)
+    """Gradient of the real-analytic scalar ``f`` at real ``theta`` by complex steps (``h`` > 0)."""
+    theta = _check_oracle(f, theta, h)
     g = np.empty(theta.size)
     for i, e in enumerate(np.eye(theta.size)):
         g[i] = np.imag(f(theta + 1j * h * e.reshape(theta.shape))) / h
@@ -27,8 +29,8 @@ def complex_step_gradient(f, theta, *, h: float = COMPLEX_STEP) -> np.ndarray:
 
 
 def central_difference_gradient(f, theta, *, h: float = 1e-5) -> np.ndarray:
-    """Gradient of the scalar ``f`` at ``theta`` by central differences with step ``h``."""
-    theta = np.asarray(theta, dtype=float)
+    """Gradient of the scalar ``f`` at ``theta`` by central differences with step ``h`` > 0."""
+    theta = _check_oracle(f, theta, h)
     g = np.empty(theta.size)
     for i, e in enumerate(np.eye(theta.size)):
         e = h * e.reshape(theta.shape)
@@ -40,4 +42,12 @@ def objective_of(mdp, policy):
     """``theta -> J(pi_theta)`` (complex ``theta`` allowed) for the oracles above."""
     from .. import exact
 
+    check_problem(mdp, policy)
     return lambda th: exact.objective(mdp, policy.probs(th))
+
+
+def _check_oracle(f, theta, h):
+    if not callable(f):
+        raise ArgumentTypeError(f"`f` must be callable theta -> scalar; got {type(f).__name__}")
+    check_float(h, "h", low=0.0, low_open=True)
+    return np.array(as_float_array(theta, "theta"), dtype=float)

@@ -19,6 +19,15 @@ import numpy as np
 import scipy.sparse as sp
 from hypothesis import strategies as st
 
+from .._validation import (
+    ArgumentTypeError,
+    ValidationError,
+    check_bool,
+    check_float,
+    check_int,
+    check_policy,
+    check_sequence,
+)
 from ..mdp import MDP
 from ..policies import LinearSoftmax, TabularSoftmax
 
@@ -33,7 +42,7 @@ def _floats(lo, hi):
 
 
 @st.composite
-def distributions(draw, n: int, *, min_prob: float = 0.0, sparsity: bool = True):
+def _distributions(draw, n: int, *, min_prob: float = 0.0, sparsity: bool = True):
     """A probability vector of length ``n`` (some entries exactly zero if ``sparsity``)."""
     w = np.array(draw(st.lists(_floats(0.0, 1.0), min_size=n, max_size=n)))
     if sparsity:
@@ -47,7 +56,7 @@ def distributions(draw, n: int, *, min_prob: float = 0.0, sparsity: bool = True)
 
 
 @st.composite
-def mdps(draw, *, min_states: int = 1, max_states: int = 4, min_actions: int = 1,
+def _mdps(draw, *, min_states: int = 1, max_states: int = 4, min_actions: int = 1,
          max_actions: int = 3, kinds=KINDS, gamma=None, max_horizon: int = 4,
          reward_transitions=None, sparse=False):
     """Small random MDPs of the requested ``kinds``.
@@ -72,7 +81,7 @@ def mdps(draw, *, min_states: int = 1, max_states: int = 4, min_actions: int = 1
     S = draw(st.integers(min_states, max_states))
     A = draw(st.integers(min_actions, max_actions))
     n_total = S + 1 if kind == "terminal" else S
-    rows = [draw(distributions(S)) for _ in range(n_total * A)]
+    rows = [draw(_distributions(S)) for _ in range(n_total * A)]
     P = np.zeros((n_total, A, n_total))
     P[:, :, :S] = np.array(rows).reshape(n_total, A, S)
     terminal = None
@@ -96,7 +105,7 @@ def mdps(draw, *, min_states: int = 1, max_states: int = 4, min_actions: int = 1
         R = np.array(draw(st.lists(_floats(-1, 1), min_size=n_total * A,
                                    max_size=n_total * A))).reshape(n_total, A)
     mu = np.zeros(n_total)
-    mu[:S] = draw(distributions(S))
+    mu[:S] = draw(_distributions(S))
     use_sparse = draw(st.booleans()) if sparse is None else sparse
     if use_sparse:
         P = sp.csr_matrix(P.reshape(n_total * A, n_total))
@@ -104,7 +113,7 @@ def mdps(draw, *, min_states: int = 1, max_states: int = 4, min_actions: int = 1
 
 
 @st.composite
-def policies(draw, n_states: int, n_actions: int, *, kinds=("tabular", "linear"),
+def _policies(draw, n_states: int, n_actions: int, *, kinds=("tabular", "linear"),
              max_features: int = 3):
     """A :class:`TabularSoftmax` or a :class:`LinearSoftmax` with random features."""
     kind = draw(st.sampled_from(tuple(kinds)))
@@ -117,7 +126,7 @@ def policies(draw, n_states: int, n_actions: int, *, kinds=("tabular", "linear")
 
 
 @st.composite
-def thetas(draw, policy, *, scale: float = 2.0):
+def _thetas(draw, policy, *, scale: float = 2.0):
     """Parameters of ``policy.theta_shape`` with entries in [-scale, scale]."""
     n = policy.n_params
     x = np.array(draw(st.lists(_floats(-scale, scale), min_size=n, max_size=n)))
@@ -125,9 +134,89 @@ def thetas(draw, policy, *, scale: float = 2.0):
 
 
 @st.composite
-def problems(draw, *, policy_kinds=("tabular", "linear"), scale: float = 2.0, **mdp_options):
+def _problems(draw, *, policy_kinds=("tabular", "linear"), scale: float = 2.0, **mdp_options):
     """A triple ``(mdp, policy, theta)``; ``mdp_options`` go to :func:`mdps`."""
-    mdp = draw(mdps(**mdp_options))
-    policy = draw(policies(mdp.n_states, mdp.n_actions, kinds=policy_kinds))
-    theta = draw(thetas(policy, scale=scale))
+    mdp = draw(_mdps(**mdp_options))
+    policy = draw(_policies(mdp.n_states, mdp.n_actions, kinds=policy_kinds))
+    theta = draw(_thetas(policy, scale=scale))
     return mdp, policy, theta
+
+
+# ----------------------------------------------------------------------------- public
+# The public strategies check their arguments when called (not when an example is
+# drawn), so a bad option fails at the line that wrote it.
+def _check_kinds(kinds, name, valid):
+    kinds = check_sequence(kinds, name, min_len=1)
+    bad = [k for k in kinds if k not in valid]
+    if bad:
+        raise ValidationError(f"`{name}` must hold values from {valid}; got {bad}")
+    return tuple(kinds)
+
+
+def _check_bounds(lo, hi, lo_name, hi_name, minimum):
+    lo = check_int(lo, lo_name, minimum=minimum)
+    hi = check_int(hi, hi_name, minimum=minimum)
+    if lo > hi:
+        raise ValidationError(f"`{lo_name}`={lo} is larger than `{hi_name}`={hi}")
+    return lo, hi
+
+
+def _check_mdp_options(min_states=1, max_states=4, min_actions=1, max_actions=3, kinds=KINDS, gamma=None,
+                       max_horizon=4, reward_transitions=None, sparse=False):
+    _check_bounds(min_states, max_states, "min_states", "max_states", 1)
+    _check_bounds(min_actions, max_actions, "min_actions", "max_actions", 1)
+    kinds = _check_kinds(kinds, "kinds", KINDS)
+    if gamma is not None:
+        gamma = check_float(gamma, "gamma", low=0.0, high=1.0)
+        if gamma == 1.0 and "discounted" in kinds:
+            raise ValidationError("`gamma`=1 needs kinds without 'discounted' (an infinite horizon with no "
+                                  "terminal state has no defined return)")
+    check_int(max_horizon, "max_horizon", minimum=1)
+    if reward_transitions is not None:
+        check_bool(reward_transitions, "reward_transitions")
+    if sparse is not None:
+        check_bool(sparse, "sparse")
+    return dict(min_states=min_states, max_states=max_states, min_actions=min_actions, max_actions=max_actions,
+                kinds=kinds, gamma=gamma, max_horizon=max_horizon, reward_transitions=reward_transitions,
+                sparse=sparse)
+
+
+def distributions(n: int, *, min_prob: float = 0.0, sparsity: bool = True):
+    check_int(n, "n", minimum=1)
+    min_prob = check_float(min_prob, "min_prob", low=0.0, high=1.0 / n)
+    check_bool(sparsity, "sparsity")
+    return _distributions(n, min_prob=min_prob, sparsity=sparsity)
+
+
+def mdps(*, min_states: int = 1, max_states: int = 4, min_actions: int = 1, max_actions: int = 3,
+         kinds=KINDS, gamma=None, max_horizon: int = 4, reward_transitions=None, sparse=False):
+    return _mdps(**_check_mdp_options(min_states, max_states, min_actions, max_actions, kinds, gamma,
+                                      max_horizon, reward_transitions, sparse))
+
+
+def policies(n_states: int, n_actions: int, *, kinds=("tabular", "linear"), max_features: int = 3):
+    check_int(n_states, "n_states", minimum=1)
+    check_int(n_actions, "n_actions", minimum=1)
+    kinds = _check_kinds(kinds, "kinds", ("tabular", "linear"))
+    check_int(max_features, "max_features", minimum=1)
+    return _policies(n_states, n_actions, kinds=kinds, max_features=max_features)
+
+
+def thetas(policy, *, scale: float = 2.0):
+    check_policy(policy)
+    scale = check_float(scale, "scale", low=0.0)
+    return _thetas(policy, scale=scale)
+
+
+def problems(*, policy_kinds=("tabular", "linear"), scale: float = 2.0, **mdp_options):
+    policy_kinds = _check_kinds(policy_kinds, "policy_kinds", ("tabular", "linear"))
+    scale = check_float(scale, "scale", low=0.0)
+    unknown = set(mdp_options) - set(_check_mdp_options.__code__.co_varnames[:9])
+    if unknown:
+        raise ArgumentTypeError(f"`mdp_options` got unknown options {sorted(unknown)}; valid: the options of mdps()")
+    return _problems(policy_kinds=policy_kinds, scale=scale, **_check_mdp_options(**mdp_options))
+
+
+for _public, _private in ((distributions, _distributions), (mdps, _mdps), (policies, _policies),
+                          (thetas, _thetas), (problems, _problems)):
+    _public.__doc__ = _private.__doc__
