@@ -433,39 +433,81 @@ def _plot_study(path, table, rows, title):
 # ----------------------------------------------------------------------------- train
 _ALGORITHMS = ("pg", "npg", "entropy_npg", "trpo", "ppo", "reinforce", "rloo", "actor_critic", "dpo")
 
-#: default --step-size per algorithm (trpo takes --delta instead). Tabular softmax
-#: gradients scale with the occupancy, so exact PG needs large steps on sparse-reward MDPs;
-#: NPG steps on the advantage (see tabularpg.optim).
-DEFAULT_STEP_SIZES = {"pg": 100.0, "npg": 10.0, "entropy_npg": 10.0, "trpo": None, "ppo": 1.0,
-                      "reinforce": 100.0, "rloo": 100.0, "actor_critic": 100.0, "dpo": 10.0}
+#: the default --step-size of each algorithm, as a multiple ``c`` of a scale read off the
+#: MDP at the start: ``c / max|grad J(theta_0)|`` for the gradient methods (the first
+#: exact step moves no logit by more than ``c``), ``c / max|A(theta_0)|`` (advantage) for
+#: NPG, whose direction is the advantage; PPO's ascent steps are on a surrogate with the
+#: same gradient at the start. trpo takes --delta instead.
+DEFAULT_STEP_SIZES = {"pg": 1.0, "npg": 1.0, "entropy_npg": 1.0, "trpo": None, "ppo": 0.2,
+                      "reinforce": 0.25, "rloo": 0.25, "actor_critic": 0.25, "dpo": 1.0}
+_NATURAL = ("npg", "entropy_npg")
 
 
-def _train_dpo(mdp, pol, theta0, *, step_size, it, bar, seed, n_pairs, beta):
-    """DPO on the MDP read as a contextual bandit: prompts are the decision states
-    (uniform), responses the actions, preferences Bradley-Terry on the optimal action
-    values ``Q*(s, .)`` (preference pairs drawn from the uniform reference policy). The
-    population optimum ``pi_ref exp(Q*/beta)`` tends to the greedy optimal policy as
-    ``beta -> 0``; ``J`` of every iterate is evaluated exactly on the MDP."""
+def _default_step(algorithm: str, mdp, pol, theta0, dpo_data=None, beta=None) -> tuple:
+    """``(step size, how it was chosen)`` for ``algorithm`` without --step-size."""
     import numpy as np
 
-    from . import exact, optim, solve
+    from . import exact, optim
 
-    q_star = solve.optimal_q(mdp) if hasattr(solve, "optimal_q") else None
-    if q_star is None:
-        ref = solve.policy_iteration(mdp)
-        v = ref.v if ref.v.ndim == 1 else ref.v[0]
-        q_star = mdp.r_sa + mdp.gamma * mdp.next_state_expectation(v) * mdp.nonterminal[:, None]
-    decision = mdp.nonterminal.astype(float)
-    prompts = decision / decision.sum()
+    c = DEFAULT_STEP_SIZES[algorithm]
+    if c is None:
+        return None, "delta"
+    if algorithm in _NATURAL:
+        adv = exact.analyze(mdp, pol.probs(theta0)).advantage
+        scale, what = float(np.max(np.abs(adv))), "max|A(theta_0)|"
+    elif algorithm == "dpo":
+        pi_ref, prefs, _ = dpo_data
+        g = optim.dpo_loss(pol, theta0, pi_ref, prefs, beta=beta)[1]
+        scale, what = float(np.max(np.abs(g))), "max|grad L_DPO(theta_0)|"
+    else:
+        scale, what = float(np.max(np.abs(exact.policy_gradient(mdp, pol, theta0)))), "max|grad J(theta_0)|"
+    if not np.isfinite(scale) or scale <= 1e-300:
+        return c, f"{c:g} ({what} = 0)"
+    return c / scale, f"{c:g} / {what} = {c / scale:.4g}"
+
+
+_PREF_SCALE = 5.0
+
+
+def _dpo_problem(mdp, seed: int, n_pairs: int):
+    """The preference data of ``train --algorithm dpo``: the MDP read as a contextual bandit.
+
+    Prompts are the decision states (uniform), responses the actions, the reference policy
+    uniform. The rater prefers actions by Bradley-Terry on the optimal action values
+    rescaled in each state to [0, 5] (sure, at 99.3%, that the best action beats the worst):
+    ``r(s, a) = 5 (Q*(s, a) - min_a Q*(s, .)) / (max_a Q*(s, .) - min_a Q*(s, .))``. The KL-regularized
+    optimum ``pi_ref exp(r / beta)`` is greedy with respect to ``Q*`` as ``beta -> 0``.
+    Returns ``(pi_ref, prefs, r)``."""
+    import numpy as np
+
+    from . import optim, solve
+
+    ref = solve.policy_iteration(mdp)
+    v = ref.v if ref.v.ndim == 1 else ref.v[0]
+    q_star = mdp.r_sa + mdp.gamma * mdp.next_state_expectation(v) * mdp.nonterminal[:, None]
+    decision = np.asarray(mdp.nonterminal, dtype=bool)
+    lo, hi = q_star.min(axis=1, keepdims=True), q_star.max(axis=1, keepdims=True)
+    r = _PREF_SCALE * np.divide(q_star - lo, hi - lo, out=np.zeros_like(q_star), where=hi > lo)
+    prompts = decision.astype(float) / decision.sum()
     pi_ref = np.full((mdp.n_states, mdp.n_actions), 1.0 / mdp.n_actions)
-    prefs = optim.sample_preferences(q_star, pi_ref, prompts, n_pairs, rng=seed)
+    prefs = optim.sample_preferences(r, pi_ref, prompts, n_pairs, rng=seed)
+    return pi_ref, prefs, r
+
+
+def _train_dpo(mdp, pol, theta0, *, step_size, it, bar, pi_ref, prefs, beta):
+    """DPO on :func:`_dpo_problem`'s preferences; ``J`` of every iterate is exact on the MDP."""
+    import numpy as np
+
+    from . import exact, optim
+
     res = optim.dpo(pol, theta0, pi_ref, beta=beta, n_iter=it, lr=step_size, prefs=prefs, progress=bar)
-    # dpo records its loss; report J of the iterates by replaying the (deterministic) steps
+    # optim.dpo records the loss; replay its (deterministic) steps to evaluate J exactly
     th, js = np.array(theta0, dtype=float), [float(exact.objective(mdp, pol.probs(theta0)))]
     for _ in range(it):
-        _, g = optim.dpo_loss(pol, th, pi_ref, prefs, beta=beta)
-        th = th - step_size * g
+        th = th - step_size * optim.dpo_loss(pol, th, pi_ref, prefs, beta=beta)[1]
         js.append(float(exact.objective(mdp, pol.probs(th))))
+    if not np.allclose(th, res.theta, rtol=1e-12, atol=1e-12):
+        raise NumericalFailure("replaying the DPO steps did not reproduce optim.dpo's final theta")
     return optim.OptimResult(theta=res.theta, j=np.array(js), kl=res.kl, step=res.step,
                              extra={"dpo_loss": res.j})
 
@@ -481,7 +523,11 @@ def _cmd_train(args) -> int:
     theta0 = pol.zeros()
     H = args.sample_horizon if mdp.horizon is None else None
     it = args.iters
-    lr = args.step_size if args.step_size is not None else DEFAULT_STEP_SIZES[args.algorithm]
+    dpo_data = _dpo_problem(mdp, args.seed, 10 * args.episodes) if args.algorithm == "dpo" else None
+    if args.step_size is not None:
+        lr, lr_text = args.step_size, f"{args.step_size:g}"
+    else:
+        lr, lr_text = _default_step(args.algorithm, mdp, pol, theta0, dpo_data, args.beta)
     bar = (lambda r: progress(r, total=it, desc=args.algorithm, quiet=args.quiet))  # noqa: E731
     runs = {
         "pg": lambda: optim.policy_gradient_ascent(mdp, pol, theta0, step_size=lr, n_iter=it, progress=bar),
@@ -495,18 +541,18 @@ def _cmd_train(args) -> int:
         "reinforce": lambda: optim.policy_gradient_ascent(mdp, pol, theta0, step_size=lr, n_iter=it, progress=bar,
                                                           estimator="reward_to_go", n_episodes=args.episodes,
                                                           horizon=H, rng=args.seed),
-        "rloo": lambda: optim.rloo(mdp, pol, theta0, k=4, n_iter=it, progress=bar, step_size=lr, horizon=H,
-                                   rng=args.seed),
+        "rloo": lambda: optim.rloo(mdp, pol, theta0, k=max(2, args.episodes // int(np.sum(mdp.mu > 0))), n_iter=it,
+                                   progress=bar, step_size=lr, horizon=H, rng=args.seed),
         "actor_critic": lambda: optim.actor_critic(mdp, pol, theta0, n_iter=it, progress=bar, step_size=lr,
                                                    n_episodes=args.episodes, horizon=H, rng=args.seed),
-        "dpo": lambda: _train_dpo(mdp, pol, theta0, step_size=lr, it=it, bar=bar, seed=args.seed,
-                                  n_pairs=args.episodes * 100, beta=args.beta),
+        "dpo": lambda: _train_dpo(mdp, pol, theta0, step_size=lr, it=it, bar=bar, pi_ref=dpo_data[0],
+                                  prefs=dpo_data[1], beta=args.beta),
     }
     ref = solve.policy_iteration(mdp)
     j_star = float(mdp.mu @ (ref.v if ref.v.ndim == 1 else ref.v[0]))
     res = runs[args.algorithm]()
     every = max(1, it // 10)
-    step_txt = f"delta={args.delta:g}" if args.algorithm == "trpo" else f"step size {lr:g}"
+    step_txt = f"delta={args.delta:g}" if args.algorithm == "trpo" else f"step size {lr_text}"
     lines = [f"{args.algorithm} on {_describe(mdp, args.mdp)}, {step_txt}: J* = {j_star:.6g}",
              f"{'iter':>6} {'J':>12} {'J* - J':>12} {'KL':>10}"]
     for k in list(range(0, it + 1, every)) + ([it] if it % every else []):
@@ -655,16 +701,20 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--algorithm", choices=_ALGORITHMS, default="npg", help="default npg")
     tr.add_argument("--iters", type=_int_type(1), default=100, help="iterations (default 100)")
     tr.add_argument("--step-size", type=_float_type(0.0, open_low=True), default=None,
-                    help=f"step size; default per algorithm: {steps} (trpo uses --delta)")
-    tr.add_argument("--episodes", type=_int_type(2), default=100,
-                    help="episodes per iteration of the sampled algorithms (default 100); dpo: 100 x this many "
+                    help=f"step size; default c / max|grad J(theta_0)| (npg, entropy_npg: c / max|A(theta_0)|; "
+                         f"dpo: c / max|grad of the DPO loss at theta_0|) with c = {steps}; trpo uses --delta")
+    tr.add_argument("--episodes", type=_int_type(2), default=1000,
+                    help="episodes per iteration of the sampled algorithms reinforce, rloo (split over the start "
+                         "states, at least 2 each) and actor_critic (default 1000); dpo: 10 x this many "
                          "preference pairs")
     tr.add_argument("--sample-horizon", type=_int_type(1), default=100,
                     help="truncation of sampled episodes on infinite-horizon MDPs (default 100)")
     tr.add_argument("--tau", type=_float_type(0.0, open_low=True), default=0.01, help="entropy weight (entropy_npg)")
     tr.add_argument("--delta", type=_float_type(0.0, open_low=True), default=0.01, help="KL radius (trpo)")
-    tr.add_argument("--beta", type=_float_type(0.0, open_low=True), default=0.01,
-                    help="KL weight of DPO (default 0.01)")
+    tr.add_argument("--beta", type=_float_type(0.0, open_low=True), default=0.1,
+                    help="KL weight of DPO (default 0.1). dpo reads the MDP as a contextual bandit: prompts are "
+                         "the decision states, responses the actions, and a Bradley-Terry rater prefers actions "
+                         "by Q*(s, .) rescaled to [0, 5] in each state")
     tr.set_defaults(func=_cmd_train)
     return p
 
