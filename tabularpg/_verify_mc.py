@@ -117,6 +117,7 @@ def monte_carlo_rows(*, seed: int = 0, quick: bool = True, mdps: dict | None = N
                          "formula": "whitened covariance entries z, Bonferroni", "mdp": mdp_name,
                          "statistic": cres.statistic, "measure": "max|z|", "threshold": cthr, "alpha": ALPHA,
                          "passed": cres.passed})
+    rh_cases: list[tuple[str, MDP, Policy]]
     if mdps is None:
         rh_cases = [("garnet(3,2,2),gamma=.7", envs.garnet(3, 2, 2, rng=2, gamma=0.7), TabularSoftmax(3, 2))]
     else:

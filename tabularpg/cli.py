@@ -361,7 +361,7 @@ def _cmd_study(args) -> int:
     options = {} if baseline is None else {"baseline": baseline}
     tasks = sweep.grid([args.mdp], names, sizes, repeats=args.repeats, horizon=horizon, options=options,
                        gamma=args.gamma)
-    bar = (lambda it: progress(it, total=len(tasks), desc="study", quiet=args.quiet))  # noqa: E731
+    bar = (lambda it: progress(it, total=len(tasks), desc="study", quiet=args.quiet))
     rows = sweep.run_sweep(tasks, seed=args.seed, progress=bar)
     for r in rows:
         r["baseline"] = baseline
@@ -375,7 +375,8 @@ def _cmd_study(args) -> int:
              f"{args.repeats} repeat(s) per cell, seed {args.seed}; means over repeats",
              f"{'estimator':26} {'N':>6} {'|E-grad J|':>10} {'bias p':>9} {'var/ep MC':>11} {'var/ep exact':>12} "
              f"{'MSE':>10} {'cosine':>7}"]
-    table, notes = [], {}
+    table: list[dict] = []
+    notes: dict[str, int] = {}
     for (name, n), rs in agg.items():
         m = {k: float(np.nanmean([r[k] for r in rs])) if not all(np.isnan(r[k]) for r in rs) else float("nan")
              for k in ("bias_exact_norm", "bias_p", "var_sampled", "var_exact", "mse", "cosine")}
@@ -494,12 +495,13 @@ def _dpo_problem(mdp, seed: int, n_pairs: int):
     return pi_ref, prefs, r
 
 
-def _train_dpo(mdp, pol, theta0, *, step_size, it, bar, pi_ref, prefs, beta):
+def _train_dpo(mdp, pol, theta0, *, step_size, it, bar, data, beta):
     """DPO on :func:`_dpo_problem`'s preferences; ``J`` of every iterate is exact on the MDP."""
     import numpy as np
 
     from . import exact, optim
 
+    pi_ref, prefs, _ = data
     res = optim.dpo(pol, theta0, pi_ref, beta=beta, n_iter=it, lr=step_size, prefs=prefs, progress=bar)
     # optim.dpo records the loss; replay its (deterministic) steps to evaluate J exactly
     th, js = np.array(theta0, dtype=float), [float(exact.objective(mdp, pol.probs(theta0)))]
@@ -528,7 +530,7 @@ def _cmd_train(args) -> int:
         lr, lr_text = args.step_size, f"{args.step_size:g}"
     else:
         lr, lr_text = _default_step(args.algorithm, mdp, pol, theta0, dpo_data, args.beta)
-    bar = (lambda r: progress(r, total=it, desc=args.algorithm, quiet=args.quiet))  # noqa: E731
+    bar = (lambda r: progress(r, total=it, desc=args.algorithm, quiet=args.quiet))
     runs = {
         "pg": lambda: optim.policy_gradient_ascent(mdp, pol, theta0, step_size=lr, n_iter=it, progress=bar),
         "npg": lambda: optim.natural_policy_gradient(mdp, pol, theta0, step_size=lr, n_iter=it, progress=bar,
@@ -545,8 +547,7 @@ def _cmd_train(args) -> int:
                                    progress=bar, step_size=lr, horizon=H, rng=args.seed),
         "actor_critic": lambda: optim.actor_critic(mdp, pol, theta0, n_iter=it, progress=bar, step_size=lr,
                                                    n_episodes=args.episodes, horizon=H, rng=args.seed),
-        "dpo": lambda: _train_dpo(mdp, pol, theta0, step_size=lr, it=it, bar=bar, pi_ref=dpo_data[0],
-                                  prefs=dpo_data[1], beta=args.beta),
+        "dpo": lambda: _train_dpo(mdp, pol, theta0, step_size=lr, it=it, bar=bar, data=dpo_data, beta=args.beta),
     }
     ref = solve.policy_iteration(mdp)
     j_star = float(mdp.mu @ (ref.v if ref.v.ndim == 1 else ref.v[0]))
@@ -727,7 +728,8 @@ def _join_dash_values(argv: list) -> list:
     out, i = [], 0
     while i < len(argv):
         tok = argv[i]
-        if tok in _VALUE_FLAGS and i + 1 < len(argv) and argv[i + 1].startswith("-") and not argv[i + 1].startswith("--"):
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if tok in _VALUE_FLAGS and nxt.startswith("-") and not nxt.startswith("--"):
             out.append(f"{tok}={argv[i + 1]}")
             i += 2
             continue

@@ -192,7 +192,8 @@ def sutton_barto_gridworld(*, gamma: float = 0.9) -> MDP:
     B = (0, 3) every action moves to B' = (2, 3) with reward +5; actions that would
     leave the grid keep the agent in place with reward -1; all other moves give 0.
     States are cells in row-major order (``s = 5 * row + col``); actions up, right,
-    down, left; ``mu`` uniform. Built by :func:`gridworld` with two teleport cells. Published values: ``V(A) = 8.8`` under the equiprobable
+    down, left; ``mu`` uniform. Built by :func:`gridworld` with two teleport cells.
+    Published values: ``V(A) = 8.8`` under the equiprobable
     policy (Figure 3.2) and ``V*(A) = 24.4`` (Example 3.8, Figure 3.5), gamma = 0.9.
     """
     return gridworld(["SSSSS"] * 5, gamma=gamma, step_reward=0.0, wall_reward=-1.0,

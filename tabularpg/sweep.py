@@ -105,8 +105,8 @@ def grid(mdps, estimators, batch_sizes, *, repeats: int = 1, horizon=None, theta
     """The ordered product ``mdps x estimators x batch_sizes x range(repeats)`` as :class:`Task` s
     (every task with the same estimator ``options``, e.g. ``{"baseline": "mean"}``, and ``gamma``)."""
     repeats = check_int(repeats, "repeats", minimum=1)
-    cells = itertools.product(list(mdps), list(estimators), [check_int(n, "batch size", minimum=1) for n in batch_sizes],
-                              range(repeats))
+    sizes = [check_int(n, "batch size", minimum=1) for n in batch_sizes]
+    cells = itertools.product(list(mdps), list(estimators), sizes, range(repeats))
     opts = dict(options or {})
     return [Task(i, m, e, n, r, horizon, theta_seed, dict(opts), gamma) for i, (m, e, n, r) in enumerate(cells)]
 
@@ -148,7 +148,8 @@ def _estimator_setup(name, mdp, horizon, pol, theta):
 def study_task(task: Task, seed_seq) -> dict:
     r"""Run one study cell; returns a flat dict (one row of the tidy table).
 
-    The MDP is ``envs.make(task.mdp, gamma=task.gamma)`` (any spec: built-in, ``gym:ID``, ``.npz``), the policy a tabular
+    The MDP is ``envs.make(task.mdp, gamma=task.gamma)`` (any spec: built-in, ``gym:ID``,
+    ``.npz``), the policy a tabular
     softmax with ``theta ~ N(0, I)`` drawn from ``theta_seed``, the horizon ``task.horizon``
     (default: the MDP's, else 20). ``seed_seq`` seeds the sampling. Estimators that need a
     critic get the exact one of the sampled horizon's objective; importance sampling uses
@@ -158,7 +159,8 @@ def study_task(task: Task, seed_seq) -> dict:
     :math:`\|\nabla J\|`; ``expected_norm`` :math:`\|E[\hat g]\|` (exact expectation,
     :func:`tabularpg.estimators.expected`); ``bias_exact_norm`` :math:`\|E[\hat g] - \nabla J\|`;
     ``mc_mean_norm`` :math:`\|\bar g\|`; ``bias_z`` the largest coordinate-wise
-    :math:`|\bar g_i - E[\hat g_i]| / (s_i / \sqrt N)` over the coordinates that vary; ``bias_chi2, bias_dof, bias_p`` the joint
+    :math:`|\bar g_i - E[\hat g_i]| / (s_i / \sqrt N)` over the coordinates that vary;
+    ``bias_chi2, bias_dof, bias_p`` the joint
     chi-square test of :math:`E[\hat g]` (exact covariance when trajectories can be
     enumerated, else Hotelling with N >= 10 dim, else NaN); ``var_sampled`` and
     ``var_exact`` the trace of the per-episode covariance; ``mse``

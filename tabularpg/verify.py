@@ -2,7 +2,8 @@ r"""``tabularpg verify``: every exact identity, checked numerically on the built
 
 Each row states an identity, the MDP, what was measured (a relative error for the exact
 rows, a test statistic for the Monte Carlo rows), the threshold it must not exceed, and
-pass/fail; ``format_table(rows, wide=True)`` adds the formula of each row. The exact rows use independent oracles (complex-step
+pass/fail; ``format_table(rows, wide=True)`` adds the formula of each row. The exact
+rows use independent oracles (complex-step
 derivatives of ``J``, central differences, the Bellman equations, brute-force sums);
 the Monte Carlo rows (from :mod:`tabularpg._verify_mc`) compare estimators with their
 exact expectations at a stated false-alarm rate.
@@ -128,7 +129,9 @@ def exact_checks(mdps: dict | None = None, *, seed: int = 0) -> list:
         pi = tab.probs(th_tab)
         ev = exact.analyze(mdp, pi)
         rv, rq, rd = _bellman_residuals(mdp, pi, ev)
-        add = lambda ident, formula, err, tol: rows.append(Check("exact", ident, formula, name, float(err), tol))  # noqa: E731
+        def add(ident, formula, err, tol, name=name):
+            rows.append(Check("exact", ident, formula, name, float(err), tol))
+
         add("Bellman equation for V", "V = r_pi + gamma P_pi V", rv, 1e-10)
         add("Bellman equation for Q", "Q = r + gamma P V", rq, 1e-10)
         add("occupancy flow", "d = mu + gamma P_pi^T d", rd, 1e-10)
@@ -238,7 +241,9 @@ def format_table(rows, *, wide: bool = False) -> str:
             body.append(cells)
         head = ["identity", "MDP"] + (["formula"] if wide else []) + ["measured", "must be <=", "result"]
         w = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
-        line = lambda x: "  ".join(c.ljust(k) for c, k in zip(x, w)).rstrip()  # noqa: E731
+        def line(x, w=w):
+            return "  ".join(c.ljust(k) for c, k in zip(x, w)).rstrip()
+
         n_fail = sum(not r.passed for r in sec)
         out += [f"== {_SECTIONS.get(section, section)}", line(head), line(["-" * k for k in w])]
         out += [line(b) for b in body]
