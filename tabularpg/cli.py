@@ -15,6 +15,7 @@ numerical failure, 2 a usage or input error; errors are one line ``tabularpg CMD
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -159,10 +160,13 @@ def _check_output_path(path: str, flag: str, suffixes) -> None:
 
 def _require(module: str, extra: str, what: str) -> None:
     """Refuse (exit 2, with the pip line) when an optional dependency is missing."""
-    import importlib.util
+    import importlib
 
-    if importlib.util.find_spec(module) is None:
-        raise UsageError(f"{what} needs {module}, which is not installed; run: pip install 'tabularpg[{extra}]'")
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise UsageError(f"{what} needs {module}, which is not installed; "
+                         f"run: pip install 'tabularpg[{extra}]'") from None
 
 
 def _preflight(args) -> None:
@@ -322,7 +326,7 @@ def _parse_baseline(text):
                          f"got {text!r}") from None
 
 
-def _why_empty(row: dict, key: str) -> str | None:
+def _why_empty(row: dict, key: str, n_params: int = 0) -> str | None:
     """Why a study cell has no number (None when it has one)."""
     import math
 
@@ -331,13 +335,13 @@ def _why_empty(row: dict, key: str) -> str | None:
         return None
     if key == "var_exact":
         if isinstance(row.get("baseline"), str):
-            return f"exact variance: baseline {row['baseline']!r} couples the episodes of a batch"
+            return f"var/ep exact: baseline {row['baseline']!r} couples the episodes of a batch"
         if row["estimator"] == "random_horizon":
-            return "exact variance: not available for geometric horizons"
-        return "exact variance: more than 100000 trajectories to enumerate"
+            return "var/ep exact: not available for geometric horizons"
+        return "var/ep exact: more than 100000 trajectories to enumerate at this horizon"
     if key == "bias_p":
-        return (f"bias test: no exact covariance and N = {row['n_episodes']} < 10 x (number of parameters) "
-                "for Hotelling's test")
+        return (f"bias p: no exact covariance, and N < 10 x {n_params} parameters for Hotelling's test "
+                "with the sample covariance")
     if key == "cosine":
         return "cosine: the Monte Carlo mean is zero"
     return f"{key}: not computed"
@@ -358,20 +362,25 @@ def _cmd_study(args) -> int:
     baseline = _parse_baseline(args.baseline)
     mdp = load_mdp(args.mdp, gamma=args.gamma)  # refuses bad specs and files before computing
     horizon = args.horizon if args.horizon is not None else (mdp.horizon if mdp.horizon is not None else 20)
-    options = {} if baseline is None else {"baseline": baseline}
-    tasks = sweep.grid([args.mdp], names, sizes, repeats=args.repeats, horizon=horizon, options=options,
-                       gamma=args.gamma)
+    takes = [n for n in names if "baseline" in getattr(estimators.REGISTRY[n], "options", ())]
+    tasks: list = []
+    for n in names:  # the baseline goes to the estimators that take one
+        opts = {"baseline": baseline} if baseline is not None and n in takes else {}
+        for t in sweep.grid([args.mdp], [n], sizes, repeats=args.repeats, horizon=horizon, options=opts,
+                            gamma=args.gamma):
+            tasks.append(dataclasses.replace(t, index=len(tasks)))
     bar = (lambda it: progress(it, total=len(tasks), desc="study", quiet=args.quiet))
     rows = sweep.run_sweep(tasks, seed=args.seed, progress=bar)
     for r in rows:
-        r["baseline"] = baseline
+        r["baseline"] = baseline if r["estimator"] in takes else None
     agg: dict[tuple, list] = {}
     for r in rows:
         agg.setdefault((r["estimator"], r["n_episodes"]), []).append(r)
     h_note = ("the MDP's horizon" if args.horizon is None and mdp.horizon is not None
               else "--horizon" if args.horizon is not None else "default for infinite-horizon MDPs; set --horizon")
+    b_note = "none" if baseline is None else f"{baseline} (for {', '.join(n for n in names if n in takes) or 'none'})"
     lines = [_describe(mdp, args.mdp),
-             f"sampled horizon {horizon} ({h_note}); baseline {baseline if baseline is not None else 'none'}; "
+             f"sampled horizon {horizon} ({h_note}); baseline {b_note}",
              f"{args.repeats} repeat(s) per cell, seed {args.seed}; means over repeats",
              f"{'estimator':26} {'N':>6} {'|E-grad J|':>10} {'bias p':>9} {'var/ep MC':>11} {'var/ep exact':>12} "
              f"{'MSE':>10} {'cosine':>7}"]
@@ -380,16 +389,15 @@ def _cmd_study(args) -> int:
     for (name, n), rs in agg.items():
         m = {k: float(np.nanmean([r[k] for r in rs])) if not all(np.isnan(r[k]) for r in rs) else float("nan")
              for k in ("bias_exact_norm", "bias_p", "var_sampled", "var_exact", "mse", "cosine")}
-        why = [w for k in ("bias_p", "var_exact", "cosine") if (w := _why_empty({**rs[0], k: m[k]}, k))]
+        why = [w for k in ("bias_p", "var_exact", "cosine")
+               if (w := _why_empty({**rs[0], k: m[k]}, k, mdp.n_states * mdp.n_actions))]
         table.append({"estimator": name, "n_episodes": n, "horizon": horizon, **m, "empty_because": why})
-        mark = ""
-        if why:
-            key = "; ".join(why)
-            notes.setdefault(key, len(notes) + 1)
-            mark = f" [{notes[key]}]"
+        for w in why:
+            notes.setdefault(w, len(notes) + 1)
+        mark = f" [{','.join(str(notes[w]) for w in why)}]" if why else ""
         lines.append(f"{name:26} {n:6d} {m['bias_exact_norm']:10.3g} {m['bias_p']:9.3g} {m['var_sampled']:11.4g} "
                      f"{m['var_exact']:12.4g} {m['mse']:10.3g} {m['cosine']:7.3f}{mark}")
-    lines += [f"[{i}] nan: {why}" for why, i in notes.items()]
+    lines += [f"[{i}] nan in {why}" for why, i in notes.items()]
     if args.out:
         sweep.write_table(rows, args.out)
         print(f"wrote {args.out}", file=sys.stderr)
