@@ -18,6 +18,13 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from .mdp import MDP
+
+T = TypeVar("T")
 
 __all__ = ["DEFAULT_STEP_SIZES", "build_parser", "load_mdp", "main"]
 
@@ -44,7 +51,7 @@ def _flagged(message: str, extra: dict | None = None) -> str:
     return message
 
 
-def load_mdp(spec: str, *, gamma=None, horizon=None):
+def load_mdp(spec: str, *, gamma: float | None = None, horizon: int | None = None) -> MDP:
     """Build an MDP from a ``--mdp`` spec (built-in, ``gym:ID[:key=value,...]`` or ``.npz``
     path; see :func:`tabularpg.envs.make`), refusing bad specs and files with a
     :class:`UsageError` that names ``--mdp`` (or ``--gamma``/``--horizon``)."""
@@ -95,7 +102,8 @@ def _mdp_help() -> str:
     return "\n".join(lines)
 
 
-def progress(iterable, *, total=None, desc=None, quiet=False):
+def progress(iterable: Iterable[T], *, total: int | None = None, desc: str | None = None,
+             quiet: bool = False) -> Iterable[T]:
     """Wrap ``iterable`` in a tqdm bar when stderr is a terminal, tqdm is installed and
     ``quiet`` is False; otherwise return it unchanged."""
     if quiet or not sys.stderr.isatty():
@@ -756,7 +764,7 @@ def _numerical_errors() -> tuple:
     return tuple(errs)
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code.
 
     Exit codes: 0 success; 1 a check failed or a numerical failure (a computation refused

@@ -31,7 +31,9 @@ import itertools
 import json
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 
@@ -82,7 +84,7 @@ class Task:
         return json.dumps(content, sort_keys=True)
 
 
-def cell_seed(task, seed: int) -> np.random.SeedSequence:
+def cell_seed(task: Any, seed: int) -> np.random.SeedSequence:
     """The seed sequence of one cell: ``SeedSequence(seed, spawn_key=...)`` with a spawn
     key made of the SHA-256 of the cell's content (``task.cell_key()``, else ``repr(task)``),
     so a cell's numbers stay the same when the grid grows, shrinks or is reordered.
@@ -100,8 +102,9 @@ def cell_seed(task, seed: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(seed, spawn_key=words)
 
 
-def grid(mdps, estimators, batch_sizes, *, repeats: int = 1, horizon=None, theta_seed: int = 0,
-         options: dict | None = None, gamma: float | None = None) -> list:
+def grid(mdps: Iterable[str], estimators: Iterable[str], batch_sizes: Iterable[int], *, repeats: int = 1,
+         horizon: int | None = None, theta_seed: int = 0, options: dict[str, Any] | None = None,
+         gamma: float | None = None) -> list[Task]:
     """The ordered product ``mdps x estimators x batch_sizes x range(repeats)`` as :class:`Task` s
     (every task with the same estimator ``options``, e.g. ``{"baseline": "mean"}``, and ``gamma``)."""
     repeats = check_int(repeats, "repeats", minimum=1)
@@ -145,7 +148,7 @@ def _estimator_setup(name, mdp, horizon, pol, theta):
     return m, opts, sample_kw
 
 
-def study_task(task: Task, seed_seq) -> dict:
+def study_task(task: Task, seed_seq: np.random.SeedSequence) -> dict:
     r"""Run one study cell; returns a flat dict (one row of the tidy table).
 
     The MDP is ``envs.make(task.mdp, gamma=task.gamma)`` (any spec: built-in, ``gym:ID``,
@@ -259,8 +262,11 @@ def _task_key(task) -> str:
     return repr(task)
 
 
-def run_sweep(tasks, *, task_fn=study_task, backend: str = "sequential", n_jobs: int = 2, client=None,
-              address=None, seed: int = 0, journal=None, progress=None, out=None) -> list:
+def run_sweep(tasks: Iterable[Any], *, task_fn: Callable[[Any, np.random.SeedSequence], dict] = study_task,
+              backend: str = "sequential", n_jobs: int = 2, client: Any = None, address: str | None = None,
+              seed: int = 0, journal: str | os.PathLike | None = None,
+              progress: Callable[[Iterable], Iterable] | None = None,
+              out: str | os.PathLike | None = None) -> list[dict]:
     """Run ``task_fn(task, seed_seq)`` for every task; return rows sorted by task index.
 
     Each task gets :func:`cell_seed` ``(task, seed)``, a seed sequence derived from the
@@ -327,7 +333,7 @@ def run_sweep(tasks, *, task_fn=study_task, backend: str = "sequential", n_jobs:
 
     own = False
     if backend == "sequential":
-        results = ((t.index, task_fn(t, children[t.index])) for t in todo)
+        results: Iterable[Any] = ((t.index, task_fn(t, children[t.index])) for t in todo)
     elif backend == "joblib":
         try:
             from joblib import Parallel, delayed

@@ -10,6 +10,7 @@ exact expectations at a stated false-alarm rate.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -49,7 +50,7 @@ class Check:
         return {**asdict(self), "passed": self.passed}
 
 
-def builtin_mdps() -> dict:
+def builtin_mdps() -> dict[str, MDP]:
     """The MDPs ``verify`` runs on: one of each kind (discounted, finite horizon,
     terminal with gamma = 1, bandit, gridworld)."""
     return {
@@ -119,7 +120,7 @@ def _directional_checks(add, pname, mdp, pol, th, g, ppi, rng, n_dir: int = 4):
         float(np.max(np.abs(np.einsum("sa,ksa->ks", ppi, cs)))), 1e-12)
 
 
-def exact_checks(mdps: dict | None = None, *, seed: int = 0) -> list:
+def exact_checks(mdps: dict[str, MDP] | None = None, *, seed: int = 0) -> list[Check]:
     """Exact identities on each MDP (see the module docstring); returns a list of :class:`Check`."""
     mdps = builtin_mdps() if mdps is None else mdps
     rng = np.random.default_rng(seed)
@@ -173,7 +174,7 @@ def exact_checks(mdps: dict | None = None, *, seed: int = 0) -> list:
     return rows
 
 
-def solver_checks(mdps: dict | None = None) -> list:
+def solver_checks(mdps: dict[str, MDP] | None = None) -> list[Check]:
     """Value iteration, policy iteration and the LP agree on ``V*`` (and V* >= V_pi)."""
     from . import solve
 
@@ -189,7 +190,8 @@ def solver_checks(mdps: dict | None = None) -> list:
     return rows
 
 
-def run(*, seed: int = 0, monte_carlo: bool = True, quick: bool = True, mdps: dict | None = None) -> list:
+def run(*, seed: int = 0, monte_carlo: bool = True, quick: bool = True,
+        mdps: dict[str, MDP] | None = None) -> list[Check]:
     """All rows: exact identities, solver agreement, and (optionally) Monte Carlo rows.
 
     ``mdps`` (name -> MDP) replaces the built-ins for every row, the Monte Carlo rows
@@ -215,7 +217,7 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def format_table(rows, *, wide: bool = False) -> str:
+def format_table(rows: Iterable[Check], *, wide: bool = False) -> str:
     """A plain-text report: one block per section (a title, a header, one line per row and
     a summary line), then the total. Lines fit in 120 columns unless ``wide``, which adds
     the formula column.
