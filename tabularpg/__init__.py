@@ -1,8 +1,7 @@
 """tabularpg: exact and Monte Carlo policy gradients on finite MDPs.
 
-See ``DESIGN`` in the repository: estimators make weights, policies contract them with
-their hand-derived score, and the exact gradient is the same contraction with the
-expected weights ``d(s) pi(a|s) Q(s, a)``.
+Estimators make weights, policies contract them with their hand-derived score, and the
+exact gradient is the same contraction with the expected weights ``d(s) pi(a|s) Q(s, a)``.
 """
 from . import envs, estimators, exact, interop, moments, objectives, optim, sampling, solve, sweep, testing
 from ._validation import (

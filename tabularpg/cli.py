@@ -39,8 +39,8 @@ class NumericalFailure(Exception):
 
 #: library parameter names as the command line spells them (for messages)
 _FLAG_NAMES = {"n_iter": "--iters", "step_size": "--step-size", "lr": "--step-size", "n_episodes": "--episodes",
-               "repeats": "--repeats", "seed": "--seed", "tau": "--tau", "delta": "--delta",
-               "batch size": "--batch-sizes"}
+               "k": "--episodes", "repeats": "--repeats", "seed": "--seed", "rng": "--seed", "tau": "--tau",
+               "delta": "--delta", "beta": "--beta", "gamma": "--gamma", "batch size": "--batch-sizes"}
 
 
 def _flagged(message: str, extra: dict | None = None) -> str:
@@ -209,26 +209,28 @@ def _save(fig, path: str) -> None:
 
 
 # ----------------------------------------------------------------------------- solve
+#: screen direction (dx, dy) of each action: tabularpg's gridworlds and Gymnasium's
+#: CliffWalking use up, right, down, left; FrozenLake uses left, down, right, up
+_MOVES_URDL = {0: (0, 1), 1: (1, 0), 2: (0, -1), 3: (-1, 0)}
+_MOVES_LDRU = {0: (-1, 0), 1: (0, -1), 2: (1, 0), 3: (0, 1)}
+
+
 def _grid_layout(spec: str, mdp):
-    """Row and column of every state for the gridworld MDPs (None for the others)."""
+    """``(rows, cols, moves)`` of the gridworld MDPs: the cell of every state and the
+    direction of every action (None for other MDPs)."""
     import numpy as np
 
     from . import envs
 
     name = spec.partition(":")[0]
     name = envs.ALIASES.get(name, name)
-    if name == "sutton_barto_gridworld":
-        return np.divmod(np.arange(25), 5)
-    if name == "cliff_walking":
-        rows = [r for r in envs.CLIFF_MAP.strip().splitlines()]
-        cells = [(i, j) for i, r in enumerate(rows) for j, c in enumerate(r) if c != "#"]
-        return np.array([c[0] for c in cells]), np.array([c[1] for c in cells])
-    if spec.startswith("gym:FrozenLake") or spec.startswith("gym:CliffWalking"):
-        side = {16: 4, 64: 8}.get(mdp.n_states)
-        if spec.startswith("gym:CliffWalking") and mdp.n_states == 48:
-            return np.divmod(np.arange(48), 12)
-        if side is not None:
-            return np.divmod(np.arange(mdp.n_states), side)
+    if name == "sutton_barto_gridworld" and mdp.n_states == 25:
+        return (*np.divmod(np.arange(25), 5), _MOVES_URDL)
+    if (name == "cliff_walking" or spec.startswith("gym:CliffWalking")) and mdp.n_states == 48:
+        return (*np.divmod(np.arange(48), 12), _MOVES_URDL)
+    side = {16: 4, 64: 8}.get(mdp.n_states)
+    if spec.startswith("gym:FrozenLake") and side is not None:
+        return (*np.divmod(np.arange(mdp.n_states), side), _MOVES_LDRU)
     return None
 
 
@@ -269,9 +271,6 @@ def _cmd_solve(args) -> int:
     return 0 if all(r.converged for r in results.values()) and max(gaps.values()) < 1e-6 else 1
 
 
-_ARROWS = {0: (0, 1), 1: (1, 0), 2: (0, -1), 3: (-1, 0)}  # up, right, down, left as (dx, dy) on screen
-
-
 def _plot_values(path, v, greedy, mdp, spec):
     """Gridworlds: V* as a heat map with the greedy action as an arrow in every decision
     cell; other MDPs: V* as bars with the greedy action written above each bar."""
@@ -279,19 +278,19 @@ def _plot_values(path, v, greedy, mdp, spec):
 
     plt = _pyplot()
     layout = _grid_layout(spec, mdp)
-    title = f"V* and greedy policy: {_describe(mdp, spec)}"
+    title = f"V* and the greedy policy\n{_describe(mdp, spec)}"
     if layout is not None and mdp.n_actions == 4:
-        r, c = layout
+        r, c, moves = layout
         img = np.full((r.max() + 1, c.max() + 1), np.nan)
         img[r, c] = v
-        fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * img.shape[1] + 2), max(3.0, 0.6 * img.shape[0] + 1.5)))
+        fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * img.shape[1] + 2), max(3.5, 0.6 * img.shape[0] + 1.5)))
         im = ax.imshow(img, cmap="viridis")
         fig.colorbar(im, ax=ax, label="V*(s)")
         for s in range(mdp.n_states):
             if mdp.terminal[s]:
                 ax.text(c[s], r[s], "T", ha="center", va="center", color="w")
                 continue
-            dx, dy = _ARROWS[int(greedy[s])]
+            dx, dy = moves[int(greedy[s])]
             ax.annotate("", xy=(c[s] + 0.35 * dx, r[s] - 0.35 * dy), xytext=(c[s] - 0.35 * dx, r[s] + 0.35 * dy),
                         arrowprops={"arrowstyle": "->", "color": "w"})
         ax.set_xticks([])
@@ -687,7 +686,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(q):
         q.add_argument("--mdp", required=True, help=mdp_help)
-        q.add_argument("--gamma", type=_float_type(0.0, 1.0), default=None, help="override the discount")
+        q.add_argument("--gamma", type=_float_type(0.0, 1.0), default=None,
+                       help="override the discount (gym: specs default to 1)")
         q.add_argument("--horizon", type=_int_type(1), default=None, help="override the horizon")
         q.add_argument("--seed", type=_int_type(0), default=0, help="random seed (default 0)")
         q.add_argument("--json", action="store_true", help="machine-readable output (strict JSON: null for missing)")
@@ -780,6 +780,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_mdp_help())
         return 0
 
+    # in train, sampling's `horizon` is the truncation --sample-horizon; elsewhere the MDP's
+    horizon = {"horizon": "--sample-horizon" if args.command == "train" else "--horizon"}
+
     def fail(message: str, code: int) -> int:
         print(f"tabularpg {args.command}: error: {message}", file=sys.stderr)
         return code
@@ -792,9 +795,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NumericalFailure as exc:
         return fail(f"numerical failure: {exc}", 1)
     except _numerical_errors() as exc:
-        return fail(f"numerical failure: {_flagged(str(exc))}", 1)
+        return fail(f"numerical failure: {_flagged(str(exc), horizon)}", 1)
     except (TabularPGError, ImportError) as exc:
-        return fail(_flagged(str(exc)), 2)
+        return fail(_flagged(str(exc), horizon), 2)
     except OSError as exc:
         return fail(f"{exc.strerror or exc}" + (f": {exc.filename!r}" if exc.filename else ""), 2)
 
