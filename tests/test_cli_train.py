@@ -97,3 +97,18 @@ def test_plots_written_with_titles(argv, name, panels, tmp_path, figures, capsys
     assert name in title and "gamma=" in title and "horizon=" in title
     if argv[0] == "train":
         assert "step size" in title
+
+
+def test_solve_grid_arrows_follow_the_env_action_order():
+    """FrozenLake's actions are left, down, right, up; the drawn greedy policy of the 4x4
+    slippery lake must be the well-known one (first row: left, up, up, up)."""
+    pytest.importorskip("gymnasium")
+    from tabularpg import solve
+
+    mdp = envs.make("gym:FrozenLake-v1")
+    greedy = solve.policy_iteration(mdp).pi[0].argmax(-1)
+    rows, cols, moves = cli._grid_layout("gym:FrozenLake-v1", mdp)
+    arrow = {(-1, 0): "<", (0, -1): "v", (1, 0): ">", (0, 1): "^"}
+    drawn = "".join("T" if mdp.terminal[s] else arrow[moves[int(greedy[s])]] for s in range(16))
+    assert drawn == "<^^^" "<T<T" "^v<T" "T>vT"
+    assert (rows[5], cols[5]) == (1, 1)
