@@ -126,3 +126,29 @@ def test_python_examples_run_on_a_base_install(site, tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(site, []), capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_exact_argument_rule_as_documented():
+    """The README's rule for ``tabularpg.exact``: functions of the action probabilities take
+    ``pi``; functions that differentiate take ``(policy, theta)``. Checked on the signatures."""
+    import inspect
+
+    from tabularpg import exact
+
+    section = README.split("## Arguments of `tabularpg.exact`", 1)[1].split("\n## ", 1)[0]
+    flat = " ".join(section.split())
+    pi_group = re.search(r"takes `pi`, an `\(S, A\)` table \(([^)]*)\)", flat).group(1)
+    theta_group = re.search(r"takes `\(policy, theta\)` \(([^)]*)\)", flat).group(1)
+    pi_funcs, theta_funcs = re.findall(r"`(\w+)`", pi_group), re.findall(r"`(\w+)`", theta_group)
+    assert {"evaluate", "objective"} <= set(pi_funcs) and {"policy_gradient", "fisher"} <= set(theta_funcs)
+    for name in pi_funcs:
+        params = list(inspect.signature(getattr(exact, name)).parameters)
+        assert params[:2] == ["mdp", "pi"], (name, params)
+    for name in theta_funcs:
+        params = list(inspect.signature(getattr(exact, name)).parameters)
+        assert params[:3] == ["mdp", "policy", "theta"], (name, params)
+    public = {n for n in exact.__all__ if callable(getattr(exact, n)) and not isinstance(getattr(exact, n), type)}
+    documented = set(pi_funcs) | set(theta_funcs)
+    undocumented = {n for n in public - documented
+                    if list(inspect.signature(getattr(exact, n)).parameters)[:1] == ["mdp"]}
+    assert not undocumented, f"exact functions missing from the README's rule: {sorted(undocumented)}"
