@@ -800,6 +800,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(_flagged(str(exc), horizon), 2)
     except OSError as exc:
         return fail(f"{exc.strerror or exc}" + (f": {exc.filename!r}" if exc.filename else ""), 2)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
 
 
 if __name__ == "__main__":  # pragma: no cover

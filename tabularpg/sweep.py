@@ -78,10 +78,19 @@ class Task:
         """Canonical text of everything that defines the cell except its grid position:
         MDP spec, gamma, estimator, options, batch size, repeat, horizon, theta seed."""
         content = {"mdp": self.mdp, "gamma": self.gamma, "estimator": self.estimator,
-                   "options": {str(k): repr(v) for k, v in sorted(self.options.items())},
+                   "options": {str(k): _canonical(v) for k, v in sorted(self.options.items())},
                    "n_episodes": self.n_episodes, "repeat": self.repeat, "horizon": self.horizon,
                    "theta_seed": self.theta_seed}
         return json.dumps(content, sort_keys=True)
+
+
+def _canonical(value: Any) -> str:
+    """Text that identifies an option value exactly (arrays by shape, dtype and bytes;
+    ``repr`` would elide the middle of large arrays)."""
+    if isinstance(value, np.ndarray):
+        digest = hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+        return f"ndarray{value.shape}:{value.dtype}:{digest}"
+    return repr(value)
 
 
 def cell_seed(task: Any, seed: int) -> np.random.SeedSequence:

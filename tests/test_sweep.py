@@ -176,3 +176,13 @@ def test_gymnasium_specs():
     pytest.importorskip("gymnasium")
     r = sweep.run_sweep(sweep.grid(["gym:FrozenLake-v1"], ["reward_to_go"], [200], horizon=10))[0]
     assert r["horizon"] == 10 and r["bias_exact_norm"] == 0.0 and r["grad_norm"] > 0
+
+
+def test_cell_key_tells_large_option_arrays_apart():
+    """Two baselines that differ only in the middle of a large array are different cells."""
+    a, b = np.zeros(5000), np.zeros(5000)
+    b[2500] = 1.0
+    assert repr(a) == repr(b)  # numpy elides the middle: repr cannot tell them apart
+    ta = sweep.Task(0, "two_state", "reinforce", 10, 0, options={"baseline": a})
+    tb = sweep.Task(0, "two_state", "reinforce", 10, 0, options={"baseline": b})
+    assert sweep.cell_seed(ta, 0).spawn_key != sweep.cell_seed(tb, 0).spawn_key
