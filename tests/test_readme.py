@@ -152,3 +152,15 @@ def test_exact_argument_rule_as_documented():
     undocumented = {n for n in public - documented
                     if list(inspect.signature(getattr(exact, n)).parameters)[:1] == ["mdp"]}
     assert not undocumented, f"exact functions missing from the README's rule: {sorted(undocumented)}"
+
+
+def test_all_extra_installs_every_optional_dependency():
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(ROOT, "setup.cfg"))
+    extras = {k: set(filter(None, v.split("\n"))) for k, v in cfg["options.extras_require"].items()}
+    optional = set().union(*(extras[e] for e in EXTRAS))
+    assert optional <= extras["all"] and "pymdptoolbox>=4.0b3" in extras["all"]
+    assert set(EXTRAS) == set(extras) - {"all", "test", "lint"}  # this test's map names every extra
+    assert {"mypy>=1.10", "ruff>=0.5"} <= extras["lint"]
