@@ -1,7 +1,7 @@
 """Wall time of one sweep: sequential vs 2 joblib processes vs a 2-worker Dask LocalCluster.
 
 Every row must be bit-identical across the three backends (each task's seed depends only on
-its position in the grid): the table shows the sum of the rows' ``checksum`` column and a
+its content, see ``sweep.cell_seed``): the table shows the sum of the rows' ``checksum`` column and a
 SHA-256 of all rows. Start-up (spawning the joblib workers, starting the cluster) is timed
 separately from the sweep itself.
 
@@ -42,7 +42,7 @@ def main(argv=None):
     Parallel(n_jobs=2)(delayed(os.getpid)() for _ in range(4))  # spawn the loky workers
     t_start = time.perf_counter() - t0
     t0 = time.perf_counter()
-    rows = sweep.run_sweep(tasks, backend="processes", n_jobs=2, seed=0)
+    rows = sweep.run_sweep(tasks, backend="joblib", n_jobs=2, seed=0)
     out.append(("joblib, 2 processes", t_start, time.perf_counter() - t0, rows))
     try:
         from dask.distributed import Client, LocalCluster
@@ -59,7 +59,8 @@ def main(argv=None):
 
     print(f"{len(tasks)} tasks: {len(mdps)} MDPs x {len(ests)} estimators x N in {sizes} x 2 repeats, T = 30; "
           f"{os.cpu_count()} CPUs")
-    print(f"{'backend':30} {'start-up s':>10} {'sweep s':>8} {'speed-up':>8} {'sum of checksums':>22} {'sha256(rows)':>17}")
+    print(f"{'backend':30} {'start-up s':>10} {'sweep s':>8} {'speed-up':>8} {'sum of checksums':>22} "
+          f"{'sha256(rows)':>17}")
     base = out[0][2]
     for name, t_start, secs, rows in out:
         cs = float(np.sum([r["checksum"] for r in rows]))

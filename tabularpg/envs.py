@@ -6,11 +6,14 @@ spec string such as ``"garnet:S=50,A=4,b=5,seed=0"`` (the CLI's ``--mdp``).
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 import scipy.sparse as sp
 
 from ._validation import (
     ArgumentTypeError,
+    TabularPGError,
     ValidationError,
     as_float_array,
     as_rng,
@@ -22,7 +25,7 @@ from ._validation import (
 from .mdp import MDP
 
 __all__ = ["garnet", "chain", "gridworld", "sutton_barto_gridworld", "cliff_walking", "bandit",
-           "two_state", "discount_counterexample", "ZOO", "make"]
+           "two_state", "discount_counterexample", "ZOO", "ALIASES", "MissingDependencyError", "catalog", "make"]
 
 _SPARSE_AUTO = 2000
 #: Actions of the gridworlds, as in Gymnasium's CliffWalking: up, right, down, left.
@@ -223,7 +226,8 @@ def sutton_barto_gridworld(*, gamma: float = 0.9) -> MDP:
     B = (0, 3) every action moves to B' = (2, 3) with reward +5; actions that would
     leave the grid keep the agent in place with reward -1; all other moves give 0.
     States are cells in row-major order (``s = 5 * row + col``); actions up, right,
-    down, left; ``mu`` uniform. Built by :func:`gridworld` with two teleport cells. Published values: ``V(A) = 8.8`` under the equiprobable
+    down, left; ``mu`` uniform. Built by :func:`gridworld` with two teleport cells.
+    Published values: ``V(A) = 8.8`` under the equiprobable
     policy (Figure 3.2) and ``V*(A) = 24.4`` (Example 3.8, Figure 3.5), gamma = 0.9.
     """
     return gridworld(["SSSSS"] * 5, gamma=gamma, step_reward=0.0, wall_reward=-1.0,
@@ -329,7 +333,7 @@ def _means(x):
 
 
 #: name -> (constructor, {spec key: (keyword, parser)}, default keyword arguments)
-_SPECS = {
+_SPECS: dict[str, tuple[Callable[..., MDP], dict[str, tuple[str, Callable[[str], Any]]], dict[str, Any]]] = {
     "garnet": (lambda S, A, b, **kw: garnet(S, A, b, **kw),
                {"S": ("S", _i), "A": ("A", _i), "b": ("b", _i), "seed": ("rng", _i), "gamma": ("gamma", _f),
                 "sparse": ("sparse", _b), "horizon": ("horizon", _i)},
@@ -337,36 +341,165 @@ _SPECS = {
     "chain": (lambda S, **kw: chain(S, **kw),
               {"S": ("S", _i), "gamma": ("gamma", _f), "slip": ("slip", _f), "horizon": ("horizon", _i)},
               {"S": 5}),
-    "gridworld": (sutton_barto_gridworld, {"gamma": ("gamma", _f)}, {}),
+    "sutton_barto_gridworld": (sutton_barto_gridworld, {"gamma": ("gamma", _f)}, {}),
     "cliff_walking": (cliff_walking, {"gamma": ("gamma", _f), "horizon": ("horizon", _i)}, {}),
     "bandit": (bandit, {"means": ("means", _means), "gamma": ("gamma", _f)}, {"means": [1.0, 0.9, 0.1]}),
     "two_state": (two_state, {"gamma": ("gamma", _f)}, {}),
 }
 
+#: Older spec names, still accepted: alias -> name (``gridworld`` was the CLI's name of
+#: Sutton & Barto's 5x5 gridworld; :func:`gridworld` itself builds a gridworld from a map).
+ALIASES = {"gridworld": "sutton_barto_gridworld"}
 
 #: name -> zero-argument factory of a small default instance (``ZOO["garnet"]()``).
 ZOO = {name: (lambda name=name: make(name)) for name in _SPECS}
 
 
-def make(spec: str) -> MDP:
-    """Build a built-in MDP from ``"name"`` or ``"name:key=value,key=value"``.
+def catalog() -> dict[str, dict[str, Any]]:
+    """The built-in spec names with their option keys and defaults.
 
-    Names and keys: ``garnet`` (S, A, b, seed, gamma, sparse, horizon), ``chain`` (S,
-    gamma, slip, horizon), ``gridworld`` (Sutton & Barto's 5x5; gamma), ``cliff_walking``
-    (gamma, horizon), ``bandit`` (means as ``1;0.9;0.1``, gamma), ``two_state`` (gamma).
+    Returns
+    -------
+    dict
+        ``name -> {"keys": [...], "defaults": {...}, "summary": first docstring line,
+        "aliases": [...]}`` for every name :func:`make` accepts (``tabularpg solve --mdp
+        help`` prints it).
+
+    Examples
+    --------
+    >>> catalog()["garnet"]["keys"]
+    ['S', 'A', 'b', 'seed', 'gamma', 'sparse', 'horizon']
+    >>> catalog()["sutton_barto_gridworld"]["aliases"]
+    ['gridworld']
+    """
+    funcs = {"garnet": garnet, "chain": chain, "sutton_barto_gridworld": sutton_barto_gridworld,
+             "cliff_walking": cliff_walking, "bandit": bandit, "two_state": two_state}
+    out = {}
+    for name, (_, keys, defaults) in _SPECS.items():
+        doc = (funcs[name].__doc__ or "").strip().splitlines()
+        out[name] = {"keys": list(keys), "defaults": dict(defaults),
+                     "summary": doc[0].rstrip(".") if doc else "",
+                     "aliases": [a for a, n in ALIASES.items() if n == name]}
+    return out
+
+
+def _literal(text: str) -> Any:
+    """``True``/``False``/``None``, an int, a float, else the string itself."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low == "none":
+        return None
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def _make_gym(spec: str, gamma: float | None, horizon: Any) -> MDP:
+    env_id, _, rest = spec[4:].partition(":")
+    kwargs = {}
+    for item in filter(None, (x.strip() for x in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValidationError(f"bad env option {item!r} in {spec!r}; expected key=value "
+                                  "(e.g. gym:FrozenLake-v1:is_slippery=False,map_name=8x8)")
+        kwargs[key.strip()] = _literal(value)
+    try:
+        import gymnasium
+    except ImportError as exc:
+        raise MissingDependencyError("gymnasium", "gym", f"the MDP spec {spec!r}") from exc
+    from .interop import from_gymnasium
+
+    try:
+        env = gymnasium.make(env_id, **kwargs)
+    except Exception as exc:  # gymnasium raises several error types for bad ids and kwargs
+        raise ValidationError(f"Gymnasium cannot make {env_id!r} with {kwargs}: {exc}") from None
+    # gamma = 1 and the env's TimeLimit as horizon: J is Gymnasium's expected episode return
+    return from_gymnasium(env, gamma=1.0 if gamma is None else gamma,
+                          horizon="auto" if horizon is _UNSET else horizon)
+
+
+class MissingDependencyError(TabularPGError, ImportError):
+    """An optional dependency is not installed; the message gives the ``pip install`` line."""
+
+    def __init__(self, module: str, extra: str, what: str):
+        self.module, self.extra = module, extra
+        super().__init__(f"{what} needs {module}, which is not installed; "
+                         f"run: pip install 'tabularpg[{extra}]'")
+
+
+_UNSET: Any = object()
+
+
+def make(spec: str, *, gamma: float | None = None, horizon: Any = _UNSET) -> MDP:
+    """Build an MDP from a spec string: the ``--mdp`` argument of the command line.
+
+    Three kinds of spec:
+
+    * a built-in, ``"name"`` or ``"name:key=value,key=value"``. Names (each the function
+      of this module that builds it) and keys: ``garnet`` (S, A, b, seed, gamma, sparse,
+      horizon), ``chain`` (S, gamma, slip, horizon), ``sutton_barto_gridworld`` (gamma;
+      alias ``gridworld``), ``cliff_walking`` (gamma, horizon), ``bandit`` (means as
+      ``1;0.9;0.1``, gamma), ``two_state`` (gamma). :func:`catalog` lists them.
+    * ``"gym:ID"`` or ``"gym:ID:key=value,..."``: the exact model of a Gymnasium toy-text
+      environment made with those keyword arguments (``True``/``False``/numbers are
+      parsed, anything else stays a string), by
+      :func:`tabularpg.interop.from_gymnasium` with ``gamma = 1`` and the env's
+      ``TimeLimit`` as horizon unless overridden, so ``J`` is Gymnasium's expected
+      episode return. Needs ``pip install 'tabularpg[gym]'``.
+    * a path ending in ``.npz``: :meth:`tabularpg.MDP.from_npz`.
+
+    Parameters
+    ----------
+    spec : str
+    gamma : float, optional
+        Replaces the discount of the MDP.
+    horizon : int or None, optional
+        Replaces the horizon (None: infinite). Not given: the spec's.
+
+    Raises
+    ------
+    ValidationError
+        Unknown name, key or value; Gymnasium cannot make the env.
+    MissingDependencyError
+        ``gym:`` without Gymnasium installed (an ``ImportError``).
 
     Examples
     --------
     >>> make("garnet:S=6,A=2,b=2,seed=3").n_states
     6
+    >>> make("gridworld").n_states == make("sutton_barto_gridworld").n_states == 25
+    True
+    >>> m = make("gym:FrozenLake-v1:is_slippery=False,map_name=8x8")
+    >>> m.n_states, m.gamma, m.horizon
+    (64, 1.0, 100)
     """
     if not isinstance(spec, str):
         raise ArgumentTypeError(f"`spec` must be a string; got {type(spec).__name__}")
+    if spec.startswith("gym:"):
+        return _make_gym(spec, gamma, horizon)
+    if spec.endswith(".npz"):
+        mdp = MDP.from_npz(spec)
+    else:
+        mdp = _make_builtin(spec)
+    changes: dict[str, Any] = {}
+    if gamma is not None:
+        changes["gamma"] = gamma
+    if horizon is not _UNSET:
+        changes["horizon"] = horizon
+    return mdp.replace(**changes) if changes else mdp
+
+
+def _make_builtin(spec: str) -> MDP:
     name, _, rest = spec.partition(":")
-    name = name.strip()
+    name = ALIASES.get(name.strip(), name.strip())
     if name not in _SPECS:
         raise ValidationError(f"`spec`: unknown MDP {name!r}; valid names: {', '.join(sorted(_SPECS))} "
-                              "(e.g. garnet:S=50,A=4,b=5,seed=0)")
+                              f"(aliases: {', '.join(f'{a} = {n}' for a, n in ALIASES.items())}; "
+                              "e.g. garnet:S=50,A=4,b=5,seed=0, gym:FrozenLake-v1 or file.npz)")
     ctor, keys, defaults = _SPECS[name]
     kwargs = dict(defaults)
     for item in filter(None, (x.strip() for x in rest.split(","))):

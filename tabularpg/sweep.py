@@ -26,11 +26,14 @@ True
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 
@@ -39,6 +42,7 @@ from ._validation import (
     ArgumentTypeError,
     FileFormatError,
     ValidationError,
+    check_float,
     check_instance,
     check_int,
     check_readable_file,
@@ -48,7 +52,9 @@ from ._validation import (
 
 __all__ = [
     "BACKENDS",
+    "BACKEND_ALIASES",
     "Task",
+    "cell_seed",
     "grid",
     "read_journal",
     "run_sweep",
@@ -58,12 +64,16 @@ __all__ = [
     "write_table",
 ]
 
-BACKENDS = ("sequential", "processes", "dask")
+#: backend names: the library each one uses
+BACKENDS = ("sequential", "joblib", "dask")
+#: older names, still accepted
+BACKEND_ALIASES = {"processes": "joblib"}
 
 
 @dataclass(frozen=True)
 class Task:
-    """One cell of a sweep: ``index`` is its position in the grid (it fixes its seed)."""
+    """One cell of a sweep. ``index`` is its position in the grid (rows come back in index
+    order); its random numbers derive from its content (:meth:`cell_key`), not from ``index``."""
 
     index: int
     mdp: str
@@ -73,10 +83,50 @@ class Task:
     horizon: int | None = None
     theta_seed: int = 0
     options: dict = field(default_factory=dict)
+    gamma: float | None = None
+
+    def cell_key(self) -> str:
+        """Canonical text of everything that defines the cell except its grid position:
+        MDP spec, gamma, estimator, options, batch size, repeat, horizon, theta seed."""
+        content = {"mdp": self.mdp, "gamma": self.gamma, "estimator": self.estimator,
+                   "options": {str(k): _canonical(v) for k, v in sorted(self.options.items())},
+                   "n_episodes": self.n_episodes, "repeat": self.repeat, "horizon": self.horizon,
+                   "theta_seed": self.theta_seed}
+        return json.dumps(content, sort_keys=True)
 
 
-def grid(mdps, estimators, batch_sizes, *, repeats: int = 1, horizon=None, theta_seed: int = 0) -> list:
-    """The ordered product ``mdps x estimators x batch_sizes x range(repeats)`` as :class:`Task` s.
+def _canonical(value: Any) -> str:
+    """Text that identifies an option value exactly (arrays by shape, dtype and bytes;
+    ``repr`` would elide the middle of large arrays)."""
+    if isinstance(value, np.ndarray):
+        digest = hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+        return f"ndarray{value.shape}:{value.dtype}:{digest}"
+    return repr(value)
+
+
+def cell_seed(task: Any, seed: int) -> np.random.SeedSequence:
+    """The seed sequence of one cell: ``SeedSequence(seed, spawn_key=...)`` with a spawn
+    key made of the SHA-256 of the cell's content (``task.cell_key()``, else ``repr(task)``),
+    so a cell's numbers stay the same when the grid grows, shrinks or is reordered.
+
+    Examples
+    --------
+    >>> a = grid(["two_state"], ["reinforce"], [10, 100])
+    >>> b = grid(["two_state"], ["reinforce", "gae"], [5, 10, 100])
+    >>> cell_seed(a[1], 0).spawn_key == cell_seed(b[2], 0).spawn_key   # both are (reinforce, N=100)
+    True
+    """
+    key = task.cell_key() if hasattr(task, "cell_key") else repr(task)
+    digest = hashlib.sha256(key.encode()).digest()
+    words = tuple(int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4))
+    return np.random.SeedSequence(seed, spawn_key=words)
+
+
+def grid(mdps: Iterable[str], estimators: Iterable[str], batch_sizes: Iterable[int], *, repeats: int = 1,
+         horizon: int | None = None, theta_seed: int = 0, options: dict[str, Any] | None = None,
+         gamma: float | None = None) -> list[Task]:
+    """The ordered product ``mdps x estimators x batch_sizes x range(repeats)`` as :class:`Task` s
+    (every task with the same estimator ``options``, e.g. ``{"baseline": "mean"}``, and ``gamma``).
 
     ``mdps`` is a sequence of MDP specs (:func:`tabularpg.envs.make` strings or ``gym:ID``),
     ``estimators`` a sequence of registered estimator names, ``batch_sizes`` a sequence of
@@ -99,23 +149,18 @@ def grid(mdps, estimators, batch_sizes, *, repeats: int = 1, horizon=None, theta
     horizon = check_int(horizon, "horizon", minimum=1, allow_none=True)
     theta_seed = check_int(theta_seed, "theta_seed", minimum=0)
     cells = itertools.product(mdps, estimators, batch_sizes, range(repeats))
-    return [Task(i, m, e, n, r, horizon, theta_seed) for i, (m, e, n, r) in enumerate(cells)]
+    if options is not None and not isinstance(options, dict):
+        raise ArgumentTypeError(f"`options` must be a dict of estimator options or None; got {type(options).__name__}")
+    gamma = None if gamma is None else check_float(gamma, "gamma", low=0.0, high=1.0)
+    opts = dict(options or {})
+    return [Task(i, m, e, n, r, horizon, theta_seed, dict(opts), gamma) for i, (m, e, n, r) in enumerate(cells)]
 
 
-def _problem(spec, horizon, theta_seed):
+def _problem(spec, horizon, theta_seed, gamma=None):
     from . import envs
     from .policies import TabularSoftmax
 
-    if spec.startswith("gym:"):
-        try:
-            import gymnasium
-        except ImportError as exc:
-            raise ImportError(f"MDP spec {spec!r} needs gymnasium: pip install 'tabularpg[gym]'") from exc
-        from .interop import from_gymnasium
-
-        mdp = from_gymnasium(gymnasium.make(spec[4:]), gamma=0.99)
-    else:
-        mdp = envs.make(spec)
+    mdp = envs.make(spec, gamma=gamma)
     if mdp.horizon is None and horizon is None:
         horizon = 20
     if mdp.horizon is not None and horizon is None:
@@ -177,10 +222,11 @@ def _exact_variance(task, mdp, horizon, pol, theta, opts, sample_kw):
     return tr, mom.cov, tr / N, mom.mean
 
 
-def study_task(task: Task, seed_seq) -> dict:
+def study_task(task: Task, seed_seq: np.random.SeedSequence) -> dict:
     r"""Run one study cell; returns a flat dict (one row of the tidy table).
 
-    The MDP is ``envs.make(task.mdp)`` (or ``gym:ID``, gamma 0.99), the policy a tabular
+    The MDP is ``envs.make(task.mdp, gamma=task.gamma)`` (any spec: built-in, ``gym:ID``,
+    ``.npz``), the policy a tabular
     softmax with ``theta ~ N(0, I)`` drawn from ``theta_seed``, the horizon ``task.horizon``
     (default: the MDP's, else 20). ``seed_seq`` seeds the sampling. Estimators that need a
     critic get the exact one of the sampled horizon's objective; importance sampling uses
@@ -207,7 +253,7 @@ def study_task(task: Task, seed_seq) -> dict:
     from .sampling import sample
     from .testing.assertions import unbiased_test
 
-    mdp, horizon, pol, theta = _problem(task.mdp, task.horizon, task.theta_seed)
+    mdp, horizon, pol, theta = _problem(task.mdp, task.horizon, task.theta_seed, getattr(task, "gamma", None))
     m, opts, sample_kw = _estimator_setup(task.estimator, mdp, horizon, pol, theta)
     opts.update(task.options)
     rng = np.random.Generator(np.random.PCG64(seed_seq))
@@ -311,26 +357,31 @@ def _task_key(task) -> str:
     return repr(task)
 
 
-def run_sweep(tasks, *, task_fn=study_task, backend: str = "sequential", n_jobs: int = 2, client=None,
-              address=None, seed: int = 0, journal=None, progress=None, out=None) -> list:
+def run_sweep(tasks: Iterable[Any], *, task_fn: Callable[[Any, np.random.SeedSequence], dict] = study_task,
+              backend: str = "sequential", n_jobs: int = 2, client: Any = None, address: str | None = None,
+              seed: int = 0, journal: str | os.PathLike | None = None,
+              progress: Callable[[Iterable], Iterable] | None = None,
+              out: str | os.PathLike | None = None) -> list[dict]:
     """Run ``task_fn(task, seed_seq)`` for every task; return rows sorted by task index.
 
-    Task ``i`` (its ``index``, the position in the grid) gets child ``i`` of
-    ``numpy.random.SeedSequence(seed).spawn(...)`` (``spawn_key == (i,)``), so its row does
-    not depend on the backend, the number of workers, the order of completion or which
-    other tasks run.
+    Each task gets :func:`cell_seed` ``(task, seed)``, a seed sequence derived from the
+    task's content (MDP, estimator, options, batch size, repeat, ...), not from its
+    position, so its row does not depend on the backend, the number of workers, the order
+    of completion, or which other tasks the grid holds (a grid and a superset grid give
+    identical rows on their shared cells).
 
     Parameters
     ----------
     tasks : list of Task (or any picklable objects with a unique int ``index`` and a
-        deterministic ``repr``)
+        deterministic ``repr``, which then fixes their seed)
     task_fn : picklable callable ``(task, numpy.random.SeedSequence) -> dict``
         The dict is one row of the table and must be JSON-serializable when a journal is
         used. Default :func:`study_task`.
-    backend : {"sequential", "processes", "dask"}
-        ``processes``: joblib (loky) with ``n_jobs`` workers; ``dask``: ``client`` (a
-        ``dask.distributed.Client``) or a new client of the scheduler at ``address``
-        (closed afterwards).
+    backend : {"sequential", "joblib", "dask"}
+        ``joblib``: local processes (joblib's loky) with ``n_jobs`` workers (``"processes"``
+        is an older alias); ``dask``: ``client`` (a ``dask.distributed.Client``) or a new
+        client of the scheduler at ``address`` (closed afterwards). Both need
+        ``pip install 'tabularpg[parallel]'``.
     seed : int
         Root of the per-task seed sequences.
     journal : path, optional
@@ -347,9 +398,10 @@ def run_sweep(tasks, *, task_fn=study_task, backend: str = "sequential", n_jobs:
     list of dict
         One row per task, in index order (:func:`to_dataframe` makes a DataFrame).
     """
+    backend = BACKEND_ALIASES.get(backend, backend) if isinstance(backend, str) else backend
     # every argument, the output and the journal destinations are checked before any task runs
     if backend not in BACKENDS:
-        raise ValidationError(f"`backend` must be one of {BACKENDS}; got {backend!r}")
+        raise ValidationError(f"`backend` must be one of {BACKENDS} (alias: 'processes' = 'joblib'); got {backend!r}")
     n_jobs = check_int(n_jobs, "n_jobs", minimum=-1)
     if n_jobs == 0:
         raise ValidationError("`n_jobs` must be >= 1, or -1 for all cores; got 0")
@@ -359,7 +411,7 @@ def run_sweep(tasks, *, task_fn=study_task, backend: str = "sequential", n_jobs:
     indices = [t.index for t in tasks]
     if len(set(indices)) != len(indices) or any(not isinstance(i, (int, np.integer)) or i < 0 for i in indices):
         raise ValidationError("`tasks` must have distinct non-negative int `index` values (their grid positions)")
-    children = np.random.SeedSequence(seed).spawn(max(indices, default=-1) + 1)
+    children = {t.index: cell_seed(t, seed) for t in tasks}
     entries = _journal_entries(journal)
     keys = {t.index: _task_key(t) for t in tasks}
     for i, e in entries.items():
@@ -380,12 +432,12 @@ def run_sweep(tasks, *, task_fn=study_task, backend: str = "sequential", n_jobs:
 
     own = False
     if backend == "sequential":
-        results = ((t.index, task_fn(t, children[t.index])) for t in todo)
-    elif backend == "processes":
+        results: Iterable[Any] = ((t.index, task_fn(t, children[t.index])) for t in todo)
+    elif backend == "joblib":
         try:
             from joblib import Parallel, delayed
         except ImportError as exc:
-            raise ImportError("backend='processes' needs joblib: pip install 'tabularpg[parallel]'") from exc
+            raise ImportError("backend='joblib' needs joblib: pip install 'tabularpg[parallel]'") from exc
         results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
             delayed(_run_indexed)(task_fn, t, children[t.index]) for t in todo)
     else:

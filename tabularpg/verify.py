@@ -1,13 +1,16 @@
 r"""``tabularpg verify``: every exact identity, checked numerically on the built-in MDPs.
 
-Each row states an identity, its formula, the MDP, the worst error observed, the
-tolerance, and pass/fail. The exact rows use independent oracles (complex-step
+Each row states an identity, the MDP, what was measured (a relative error for the exact
+rows, a test statistic for the Monte Carlo rows), the threshold it must not exceed, and
+pass/fail; ``format_table(rows, wide=True)`` adds the formula of each row. The exact
+rows use independent oracles (complex-step
 derivatives of ``J``, central differences, the Bellman equations, brute-force sums);
 the Monte Carlo rows (from :mod:`tabularpg._verify_mc`) compare estimators with their
 exact expectations at a stated false-alarm rate.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -25,7 +28,11 @@ _H = 1e-30  # complex step
 
 @dataclass(frozen=True)
 class Check:
-    """One verified identity: ``passed`` is ``error <= tolerance``."""
+    """One verified identity: ``passed`` is ``error <= tolerance``.
+
+    ``error`` is what was measured, named by ``measure``: a relative error for exact
+    identities, a test statistic (chi-square, max |z|) for Monte Carlo rows, whose
+    ``tolerance`` is the statistic's critical value at the false-alarm rate ``alpha``."""
 
     section: str
     identity: str
@@ -33,6 +40,8 @@ class Check:
     mdp: str
     error: float
     tolerance: float
+    measure: str = "error"
+    alpha: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -42,7 +51,7 @@ class Check:
         return {**asdict(self), "passed": self.passed}
 
 
-def builtin_mdps() -> dict:
+def builtin_mdps() -> dict[str, MDP]:
     """The MDPs ``verify`` runs on: one of each kind (discounted, finite horizon,
     terminal with gamma = 1, bandit, gridworld)."""
     return {
@@ -114,7 +123,7 @@ def _directional_checks(add, pname, mdp, pol, th, g, ppi, rng, n_dir: int = 4):
         float(np.max(np.abs(np.einsum("sa,ksa->ks", ppi, cs)))), 1e-12)
 
 
-def exact_checks(mdps: dict | None = None, *, seed: int = 0) -> list:
+def exact_checks(mdps: dict[str, MDP] | None = None, *, seed: int = 0) -> list[Check]:
     """Exact identities on each MDP (see the module docstring); returns a list of :class:`Check`."""
     _v.check_problem(mdps=mdps, seed=seed)
     mdps = builtin_mdps() if mdps is None else mdps
@@ -126,7 +135,9 @@ def exact_checks(mdps: dict | None = None, *, seed: int = 0) -> list:
         pi = tab.probs(th_tab)
         ev = exact.analyze(mdp, pi)
         rv, rq, rd = _bellman_residuals(mdp, pi, ev)
-        add = lambda ident, formula, err, tol: rows.append(Check("exact", ident, formula, name, float(err), tol))  # noqa: E731
+        def add(ident, formula, err, tol, name=name):
+            rows.append(Check("exact", ident, formula, name, float(err), tol))
+
         add("Bellman equation for V", "V = r_pi + gamma P_pi V", rv, 1e-10)
         add("Bellman equation for Q", "Q = r + gamma P V", rq, 1e-10)
         add("occupancy flow", "d = mu + gamma P_pi^T d", rd, 1e-10)
@@ -168,7 +179,7 @@ def exact_checks(mdps: dict | None = None, *, seed: int = 0) -> list:
     return rows
 
 
-def solver_checks(mdps: dict | None = None) -> list:
+def solver_checks(mdps: dict[str, MDP] | None = None) -> list[Check]:
     """Value iteration, policy iteration and the LP agree on ``V*`` (and V* >= V_pi)."""
     _v.check_problem(mdps=mdps)
     from . import solve
@@ -185,11 +196,12 @@ def solver_checks(mdps: dict | None = None) -> list:
     return rows
 
 
-def run(*, seed: int = 0, monte_carlo: bool = True, quick: bool = True, mdps: dict | None = None) -> list:
+def run(*, seed: int = 0, monte_carlo: bool = True, quick: bool = True,
+        mdps: dict[str, MDP] | None = None) -> list[Check]:
     """All rows: exact identities, solver agreement, and (optionally) Monte Carlo rows.
 
-    ``mdps`` (name -> MDP) replaces the built-ins for the exact and solver rows; the
-    Monte Carlo rows always use their own small MDPs (exact moments need enumeration)."""
+    ``mdps`` (name -> MDP) replaces the built-ins for every row, the Monte Carlo rows
+    included (on short truncations of those MDPs; see :mod:`tabularpg._verify_mc`)."""
     _v.check_problem(seed=seed, monte_carlo=monte_carlo, quick=quick, mdps=mdps)
     rows = exact_checks(mdps, seed=seed) + solver_checks(mdps)
     if mdps is None:  # recursion = enumeration on small MDPs of its own (enumerable)
@@ -200,20 +212,63 @@ def run(*, seed: int = 0, monte_carlo: bool = True, quick: bool = True, mdps: di
     if monte_carlo:
         from ._verify_mc import monte_carlo_rows
 
-        for r in monte_carlo_rows(seed=seed, quick=quick):
+        for r in monte_carlo_rows(seed=seed, quick=quick, mdps=mdps):
             rows.append(Check("monte carlo", r["identity"], r["formula"], r["mdp"],
-                              float(r["statistic"]), float(r["threshold"])))
+                              float(r["statistic"]), float(r["threshold"]), r.get("measure", "statistic"),
+                              r.get("alpha")))
     return rows
 
 
-def format_table(rows) -> str:
-    """A plain-text table of the rows, one per line, with a summary line."""
-    head = ("section", "identity", "formula", "MDP", "worst error", "tolerance", "result")
-    body = [(r.section, r.identity, r.formula, r.mdp, f"{r.error:.2e}", f"{r.tolerance:.3g}",
-             "pass" if r.passed else "FAIL") for r in rows]
-    widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
-    line = lambda x: "  ".join(c.ljust(w) for c, w in zip(x, widths)).rstrip()  # noqa: E731
-    out = [line(head), line(tuple("-" * w for w in widths))] + [line(b) for b in body]
+_SECTIONS = {"exact": "Exact identities (relative error against an independent oracle)",
+             "solvers": "Optimal values (three solvers agree)",
+             "monte carlo": "Monte Carlo estimators against their exact expectations "
+                            "(test statistic against its critical value)"}
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def format_table(rows: Iterable[Check], *, wide: bool = False) -> str:
+    """A plain-text report: one block per section (a title, a header, one line per row and
+    a summary line), then the total. Lines fit in 120 columns unless ``wide``, which adds
+    the formula column.
+
+    The ``measured`` column names what was measured: ``rel. error`` for exact rows, the
+    statistic (``chi2``, ``max|z|``) for Monte Carlo rows; ``must be <=`` is the tolerance
+    or the critical value at the stated false-alarm rate ``alpha``.
+    """
+    rows = list(rows)
+    widths = {"identity": 50, "mdp": 26, "measured": 20, "limit": 14} if not wide else None
+    out = []
+    for section in dict.fromkeys(r.section for r in rows):
+        sec = [r for r in rows if r.section == section]
+        body = []
+        for r in sec:
+            label = "rel. error" if r.measure == "error" else r.measure
+            measured = f"{label} {r.error:.3g}" if r.measure != "error" else f"{label} {r.error:.2e}"
+            limit = f"{r.tolerance:.3g}" + (f" (a={r.alpha:g})" if r.alpha is not None else "")
+            cells = [r.identity, r.mdp] + ([r.formula] if wide else []) + [measured, limit,
+                                                                            "pass" if r.passed else "FAIL"]
+            if widths is not None:
+                cells = [_clip(c, w) for c, w in zip(cells, widths.values())] + cells[len(widths):]
+            body.append(cells)
+        head = ["identity", "MDP"] + (["formula"] if wide else []) + ["measured", "must be <=", "result"]
+        w = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
+        def line(x, w=w):
+            return "  ".join(c.ljust(k) for c, k in zip(x, w)).rstrip()
+
+        n_fail = sum(not r.passed for r in sec)
+        out += [f"== {_SECTIONS.get(section, section)}", line(head), line(["-" * k for k in w])]
+        out += [line(b) for b in body]
+        def ratio_of(r):
+            return r.error / r.tolerance if r.tolerance > 0 else (0.0 if r.error <= 0 else float("inf"))
+
+        worst = max(sec, key=ratio_of)
+        ratio = ratio_of(worst)
+        out.append(f"-- {section}: {len(sec) - n_fail} passed, {n_fail} failed; largest measured/limit "
+                   f"{ratio:.2g}: {_clip(worst.identity, 30)} on {_clip(worst.mdp, 18)}")
+        out.append("")
     n_fail = sum(not r.passed for r in rows)
     out.append(f"{len(rows) - n_fail} passed, {n_fail} failed")
     return "\n".join(out)

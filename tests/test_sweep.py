@@ -34,7 +34,7 @@ def draw(task, seed_seq):
 
 def test_backends_are_bit_identical():
     seq = sweep.run_sweep(TASKS, backend="sequential", seed=7)
-    par = sweep.run_sweep(TASKS, backend="processes", n_jobs=2, seed=7)
+    par = sweep.run_sweep(TASKS, backend="joblib", n_jobs=2, seed=7)
     _same(seq, par)
     distributed = pytest.importorskip("dask.distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
@@ -49,12 +49,32 @@ def test_backends_are_bit_identical():
     assert sweep.run_sweep(TASKS[:1], seed=8)[0]["checksum"] != seq[0]["checksum"]
 
 
-def test_task_seed_depends_only_on_its_index():
+def test_task_seed_depends_only_on_its_content():
     full = sweep.run_sweep(TASKS, seed=3)
     part = sweep.run_sweep(TASKS[5:7], seed=3)
     _same(full[5:7], part)
-    child = np.random.SeedSequence(3).spawn(6)[5]
-    assert full[5]["checksum"] == sweep.study_task(TASKS[5], child)["checksum"]
+    assert full[5]["checksum"] == sweep.study_task(TASKS[5], sweep.cell_seed(TASKS[5], 3))["checksum"]
+
+
+def test_superset_grid_gives_identical_shared_cells():
+    """Adding estimators and batch sizes to a grid moves every cell's index but changes
+    none of its numbers; the same cell under another sweep seed does change (power)."""
+    small = sweep.grid(["two_state"], ["reinforce"], [20, 40], repeats=2, horizon=3)
+    big = sweep.grid(["two_state", "chain:S=3"], ["gae", "reinforce"], [10, 20, 30, 40], repeats=3, horizon=3)
+    a = sweep.run_sweep(small, seed=5)
+    b = {(r["mdp"], r["estimator"], r["n_episodes"], r["repeat"]): r for r in sweep.run_sweep(big, seed=5)}
+    shared = [b[(r["mdp"], r["estimator"], r["n_episodes"], r["repeat"])] for r in a]
+    assert [r["index"] for r in shared] != [r["index"] for r in a]
+    _same([{k: v for k, v in r.items() if k != "index"} for r in a],
+          [{k: v for k, v in r.items() if k != "index"} for r in shared])
+    assert [r["checksum"] for r in sweep.run_sweep(small, seed=6)] != [r["checksum"] for r in a]
+    assert len({r["checksum"] for r in a}) == len(a)  # repeats and sizes draw different batches
+
+
+def test_backend_names_match_libraries():
+    assert sweep.BACKENDS == ("sequential", "joblib", "dask")
+    rows = sweep.run_sweep(TASKS[:2], backend="joblib", n_jobs=1, seed=1)
+    _same(rows, sweep.run_sweep(TASKS[:2], backend="processes", n_jobs=1, seed=1))  # documented alias
 
 
 CALLS = []
@@ -156,3 +176,13 @@ def test_gymnasium_specs():
     pytest.importorskip("gymnasium")
     r = sweep.run_sweep(sweep.grid(["gym:FrozenLake-v1"], ["reward_to_go"], [200], horizon=10))[0]
     assert r["horizon"] == 10 and r["bias_exact_norm"] == 0.0 and r["grad_norm"] > 0
+
+
+def test_cell_key_tells_large_option_arrays_apart():
+    """Two baselines that differ only in the middle of a large array are different cells."""
+    a, b = np.zeros(5000), np.zeros(5000)
+    b[2500] = 1.0
+    assert repr(a) == repr(b)  # numpy elides the middle: repr cannot tell them apart
+    ta = sweep.Task(0, "two_state", "reinforce", 10, 0, options={"baseline": a})
+    tb = sweep.Task(0, "two_state", "reinforce", 10, 0, options={"baseline": b})
+    assert sweep.cell_seed(ta, 0).spawn_key != sweep.cell_seed(tb, 0).spawn_key
