@@ -195,6 +195,30 @@ def test_sft_and_reward_model_gradients_match_finite_differences(kind):
         p, w.mu, _ref(3, 4), w.reward, features=feats, l2=0.2)[0], params), atol=1e-8)
 
 
+def test_population_reward_model_loss_is_the_expected_sample_loss():
+    """Monte Carlo oracle for the population loss: per-pair losses -log sigma(u_i) of
+    sample_preferences' pairs have mean reward_model_population_loss (l2 = 0) and the
+    variance sum P(y_w, y_l) loss^2 - mean^2 of the same law; z-test at alpha = 1e-6.
+    Power: the law with the winner and loser swapped (reward -r) is rejected."""
+    w = _world(3, 4, seed=11)
+    pi_ref = _ref(3, 4, seed=5)
+    params = np.random.default_rng(4).normal(size=(3, 4))
+    N = 100_000
+    x, yw, yl = optim.sample_preferences(w.reward, pi_ref, w.mu, N, rng=6)
+    losses = np.logaddexp(0.0, -(params[x, yw] - params[x, yl]))
+    mean, _ = rlhf.reward_model_population_loss(params, w.mu, pi_ref, w.reward)
+    P = 2 * w.mu[:, None, None] * pi_ref[:, :, None] * pi_ref[:, None, :] / (
+        1 + np.exp(-(w.reward[:, :, None] - w.reward[:, None, :])))
+    assert P.sum() == pytest.approx(1.0, abs=1e-12)
+    sq = np.sum(P * np.logaddexp(0.0, -(params[:, :, None] - params[:, None, :])) ** 2)
+
+    def p_value(m):
+        return 2 * stats.norm.sf(abs(losses.mean() - m) / np.sqrt((sq - mean ** 2) / N))
+    assert p_value(mean) > ALPHA
+    swapped, _ = rlhf.reward_model_population_loss(params, w.mu, pi_ref, -w.reward)
+    assert p_value(swapped) < ALPHA
+
+
 def test_reward_model_recovers_r_up_to_a_per_prompt_constant():
     w = _world(3, 4, seed=9)
     pi_ref = _ref(3, 4)
