@@ -501,9 +501,9 @@ def baseline_terms(mdp, pi, psi, name, T):
     for t in range(T - 1):
         alpha[t + 1] = mod.forward((alpha[t][:, None] * pi).reshape(SA))
     # rows(w): (S*A, p) table w(x) psi(x); dot(Z): <Z(x), psi(x)>; rep(Z): state rows -> (s, a) rows
-    rows = lambda w: psi * w[:, None]  # noqa: E731
-    dot = lambda Z: np.einsum("xp,xp->x", Z, psi)  # noqa: E731
-    rep = lambda Z: np.repeat(Z, A, axis=0)  # noqa: E731
+    rows = lambda w: psi * w[:, None]
+    dot = lambda Z: np.einsum("xp,xp->x", Z, psi)
+    rep = lambda Z: np.repeat(Z, A, axis=0)
     g1 = np.zeros((T, SA))
     u1 = np.zeros(S)
     reinforce = name == "reinforce"
