@@ -49,7 +49,7 @@ from .._validation import (
     check_prob_table,
 )
 from ..policies import Policy
-from .world import check_reference
+from .world import _sigmoid, check_reference
 
 __all__ = [
     "FitResult",
@@ -62,10 +62,6 @@ __all__ = [
     "sft",
     "sft_loss",
 ]
-
-
-def _sigmoid(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 def _log_sigmoid(x):

@@ -47,6 +47,7 @@ __all__ = [
     "KLProblem",
     "Metrics",
     "World",
+    "demonstrator",
     "evaluate",
     "kl_to_reference",
     "length_bias_world",
@@ -66,6 +67,14 @@ def _positive(value, name):
     if value <= 0:
         raise ValidationError(f"`{name}` must be > 0; got {value}")
     return value
+
+
+def _bandit_mdp(reward, mu) -> MDP:
+    """Horizon-1 MDP: states = prompts (X,), actions = responses, ``reward`` (X, Y)."""
+    X, Y = reward.shape
+    P = np.zeros((X, Y, X))
+    P[:, :, 0] = 1.0  # irrelevant: every episode ends after one response
+    return MDP(P, reward, mu, gamma=1.0, horizon=1)
 
 
 def check_reference(pi_ref, shape, name: str = "pi_ref") -> np.ndarray:
@@ -121,9 +130,7 @@ class World:
             arr = np.array(arr, copy=True)
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
-        P = np.zeros((X, Y, X))
-        P[:, :, 0] = 1.0  # irrelevant: every episode ends after one response
-        object.__setattr__(self, "_mdp", MDP(P, self.reward, self.mu, gamma=1.0, horizon=1))
+        object.__setattr__(self, "_mdp", _bandit_mdp(self.reward, self.mu))
 
     @property
     def n_prompts(self) -> int:
@@ -364,10 +371,8 @@ class KLProblem:
         for name, arr in (("mu", mu), ("reward", reward), ("pi_ref", pi_ref), ("length", length)):
             object.__setattr__(self, name, arr)
         object.__setattr__(self, "beta", beta)
-        P = np.zeros((X, Y, X))
-        P[:, :, 0] = 1.0
-        object.__setattr__(self, "_mdp", MDP(P, reward, mu, gamma=1.0, horizon=1))
-        object.__setattr__(self, "_soft", MDP(P, reward + beta * np.log(pi_ref), mu, gamma=1.0, horizon=1))
+        object.__setattr__(self, "_mdp", _bandit_mdp(reward, mu))
+        object.__setattr__(self, "_soft", _bandit_mdp(reward + beta * np.log(pi_ref), mu))
 
     @property
     def shape(self) -> tuple:
