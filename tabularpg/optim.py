@@ -509,7 +509,7 @@ def ppo(mdp: MDP, policy: Policy, theta0, *, n_iter: int, epochs: int = 10, lr: 
 
     * the clipped surrogate :math:`L^{clip}` (default), or
     * with ``adaptive_kl``, the penalized surrogate :math:`L - \beta\,\bar{KL}`, followed by
-      the dual update of :math:`\beta` (seed 004's "PPO v1"; Schulman et al. 2017, sec. 4):
+      the dual update of :math:`\beta` ("adaptive KL penalty", Schulman et al. 2017, sec. 4):
       :math:`\beta \leftarrow 2\beta` if :math:`\bar{KL} > 1.5\,` ``kl_target``,
       :math:`\beta \leftarrow \beta/2` if :math:`\bar{KL} <` ``kl_target`` :math:`/1.5`.
 
@@ -600,7 +600,8 @@ def rloo(mdp: MDP, policy: Policy, theta0, *, k: int = 4, n_iter: int, step_size
 
 def actor_critic(mdp: MDP, policy: Policy, theta0, *, n_iter: int, step_size: float, n_episodes: int = 50,
                  horizon=None, rng=0, critic_lr: float = 0.1, critic_sweeps: int = 5, progress=None) -> OptimResult:
-    r"""Advantage actor-critic with a tabular TD(0) critic (seed 004's A2C): per iteration,
+    r"""Advantage actor-critic with a tabular TD(0) critic (A2C; Mnih et al. 2016,
+    "Asynchronous methods for deep reinforcement learning"): per iteration,
     a batch, ``critic_sweeps`` TD(0) sweeps warm-started from the previous critic, and a
     step along the ``td_residual`` estimate :math:`\sum_t\gamma^t\delta_t\nabla\log\pi`."""
     theta, n_iter = _start(policy, theta0, n_iter)
