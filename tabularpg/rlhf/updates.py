@@ -401,8 +401,11 @@ def rebel_step(problem: KLProblem, policy: Policy, theta, x, y, *, eta: float, c
         - \log\frac{\pi_\theta(y'_i|x_i)}{\pi_{\theta_t}(y'_i|x_i)}\Big) - \big(R(x_i, y_i) - R(x_i, y'_i)\big)\Big)^2,
 
     with the KL-penalized reward :math:`R = r - \beta\log(\pi_{\theta_t}/\pi_{ref})`. For
-    logits linear in :math:`\theta` (both built-in policies) the objective is a linear least
-    squares problem, solved by conjugate gradient from :math:`\theta_t` (the minimum-norm step).
+    logits linear in :math:`\theta` (:class:`~tabularpg.TabularSoftmax`,
+    :class:`~tabularpg.LinearSoftmax`) the objective is a linear least squares problem, solved
+    by conjugate gradient from :math:`\theta_t` (the minimum-norm step); for
+    :class:`~tabularpg.NeuralSoftmax` the logits are linearized at :math:`\theta_t`, so the
+    step is one Gauss-Newton step of the regression, not its exact minimizer.
 
     Parameters
     ----------
