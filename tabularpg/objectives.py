@@ -312,10 +312,10 @@ def ppo_clip(sur: Surrogate, policy: Policy, theta, *, clip: float = 0.2):
     where a term is clipped when :math:`\rho > 1+\epsilon, A > 0` or :math:`\rho < 1-\epsilon, A < 0`
     (the subgradient 0 is taken on the boundary).
 
-    The ratio is formed from log-probabilities, :math:`\\log\\rho = \\log\\pi_\\theta - \\log\\pi_{old}`,
-    and the value as :math:`\\sum d_{old}\\min(\\pi_\\theta A, \\pi_{old}\\mathrm{clip}(\\rho) A)`
-    (:math:`\\pi_{old}\\rho = \\pi_\\theta`), so probabilities that underflow to 0 (near-deterministic
-    :math:`\\theta_{old}`) give finite terms (0 where the weight is 0), never 0/0.
+    The ratio is formed from log-probabilities, :math:`\log\rho = \log\pi_\theta - \log\pi_{old}`,
+    and the value as :math:`\sum d_{old}\min(\pi_\theta A, \pi_{old}\mathrm{clip}(\rho) A)`
+    (:math:`\pi_{old}\rho = \pi_\theta`), so probabilities that underflow to 0 (near-deterministic
+    :math:`\theta_{old}`) give finite terms (0 where the weight is 0), never 0/0.
     """
     clip = check_float(clip, "clip", low=0.0)
     logp = policy.log_probs(theta)
