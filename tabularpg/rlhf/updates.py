@@ -84,6 +84,9 @@ __all__ = [
 #: On-policy algorithms with a sampled update and its exact expectation.
 ALGORITHMS = ("reinforce", "ppo", "rloo", "rebel", "grpo", "dr_grpo")
 _GROUP = ("rloo", "grpo", "dr_grpo")
+#: The keyword options of :func:`group_weights` each algorithm uses.
+_ALGORITHM_OPTIONS = {"reinforce": ("baseline",), "ppo": ("baseline",), "rloo": (), "rebel": ("eta",),
+                      "grpo": ("eps",), "dr_grpo": ("max_length",)}
 
 
 def _check_algorithm(algorithm):
@@ -177,11 +180,13 @@ def _check_policy(policy, problem):
 
 
 def _options(algorithm, problem, beta, options):
-    """Group-weight keyword arguments with the problem's defaults filled in."""
-    allowed = {"baseline", "eta", "eps", "max_length"}
-    unknown = set(options) - allowed
+    """Group-weight keyword arguments with the problem's defaults filled in; an option the
+    algorithm does not use is refused (it would be silently ignored)."""
+    allowed = _ALGORITHM_OPTIONS[algorithm]
+    unknown = set(options) - set(allowed)
     if unknown:
-        raise ValidationError(f"unknown option(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        raise ValidationError(f"unknown option(s) {sorted(unknown)} for {algorithm!r}; allowed: "
+                              f"{', '.join(allowed) or 'none'}")
     opts = dict(options)
     opts["beta"] = problem.beta if beta is None else beta
     return opts
