@@ -113,6 +113,27 @@ def test_monte_carlo_mean_of_sampled_updates_equals_the_exact_expected_update(al
     assert not unbiased_test(samples, wrong, cov=cov, alpha=ALPHA).passed
 
 
+@pytest.mark.parametrize("kind", ["tabular", "linear"])
+@pytest.mark.parametrize("algorithm", list(_OPTS))
+def test_update_moments_equal_the_moments_over_every_single_prompt_outcome(kind, algorithm):
+    """Exact oracle for the covariance: sampled_update on each outcome (x, y_1..y_k), one at
+    a time, weighted by mu(x) prod pi(y_i|x)."""
+    import itertools
+    opts, k = _OPTS[algorithm]
+    _, prob, pol, theta = _setup(kind)
+    X, Y = prob.shape
+    pi = pol.probs(theta)
+    outcomes = [(x, t) for x in range(X) for t in itertools.product(range(Y), repeat=k)]
+    g = np.array([rlhf.sampled_update(algorithm, prob, pol, theta, np.array([x]), np.array([t]), **opts).ravel()
+                  for x, t in outcomes])
+    w = np.array([prob.mu[x] * np.prod(pi[x, list(t)]) for x, t in outcomes])
+    mean = w @ g
+    mean_u, cov_u = rlhf.update_moments(algorithm, prob, pol, theta, k=k, **opts)
+    np.testing.assert_allclose(mean_u, mean, rtol=0, atol=1e-14 * np.abs(g).max())
+    np.testing.assert_allclose(cov_u, (g - mean).T @ ((g - mean) * w[:, None]), rtol=0,
+                               atol=1e-14 * np.abs(g).max() ** 2)
+
+
 def test_grpo_samples_reject_every_multiple_of_the_true_gradient():
     """The bias is visible in samples: GRPO's Monte Carlo mean is not c * grad E[r] for the
     least-squares best c (beta = 0)."""

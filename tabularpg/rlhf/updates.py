@@ -308,18 +308,21 @@ def update_moments(algorithm: str, problem: KLProblem, policy: Policy, theta, *,
 
     Returns ``(mean, cov)``: ndarrays of shape (p,) and (p, p), ``p = theta.size``. For ``n``
     prompts the mean is the same and the covariance is ``cov / n``.
+
+    The update of each of the :math:`X Y^k` outcomes is one "episode" of
+    :meth:`~tabularpg.Policy.contract_episodes` (``k`` weighted responses to one prompt), so
+    the largest array is the (X Y^k, p) table of updates; refused beyond ``max_terms`` entries.
     """
-    X, Y = problem.shape
-    if X * Y ** check_int(k, "k", minimum=1) * X * Y > max_terms:
-        raise EnumerationTooLargeError(f"the outcome tables need X^2 Y^(k+1) = {X * X * Y ** (k + 1):.3g} "
-                                       f"entries; limit `max_terms`={max_terms:g}")
     theta, T, p, c = _enumerated_weights(algorithm, problem, policy, theta, k, beta, options, max_terms)
-    M = T.shape[0]
-    onehot = (T[:, :, None] == np.arange(Y)).astype(float)   # (M, k, Y)
-    rows = np.einsum("xmk,mky->xmy", c, onehot)               # (X, M, Y)
-    tables = np.zeros((X, M, X, Y))
-    tables[np.arange(X), :, np.arange(X), :] = rows
-    g = policy.contract_table(theta, tables.reshape(X * M, X, Y)).reshape(X * M, -1)
+    X, Y = problem.shape
+    M, k = T.shape
+    if X * M * policy.n_params > max_terms:
+        raise EnumerationTooLargeError(f"the per-outcome updates need X Y^k p = {X * M * policy.n_params:.3g} "
+                                       f"entries (X={X}, Y={Y}, k={k}, p={policy.n_params}); "
+                                       f"limit `max_terms`={max_terms:g}")
+    outcome = np.repeat(np.arange(X * M), k)                   # outcome x * M + m, k responses each
+    g = policy.contract_episodes(theta, outcome, X * M, np.repeat(np.arange(X), M * k), c.ravel(),
+                                 np.tile(T.ravel(), X)).reshape(X * M, -1)
     prob = (problem.mu[:, None] * p).ravel()
     mean = prob @ g
     dev = g - mean
