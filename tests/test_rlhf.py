@@ -43,6 +43,12 @@ def test_world_is_a_horizon_one_mdp_and_generators_are_seeded():
     np.testing.assert_allclose(tpg.exact.objective(w.mdp, np.full((4, 5), 0.2)), w.mu @ w.reward.mean(axis=1))
     with pytest.raises(ValueError):
         w.reward[0, 0] = 1.0  # read-only
+    reward = np.array(w.reward)
+    prob = rlhf.KLProblem(w.mu, reward, np.full((4, 5), 0.2), beta=0.5)
+    reward[0, 0] = 1e3                       # the problem keeps its own copy
+    assert prob.reward[0, 0] == w.reward[0, 0]
+    with pytest.raises(ValueError):
+        prob.pi_ref[0, 0] = 1.0
 
 
 def test_length_bias_world_rewards_longer_responses():

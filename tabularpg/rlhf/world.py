@@ -369,6 +369,9 @@ class KLProblem:
             if length.min() < 1:
                 raise ValidationError(f"`length` entries must be >= 1; got min {length.min()}")
         for name, arr in (("mu", mu), ("reward", reward), ("pi_ref", pi_ref), ("length", length)):
+            if arr is not None:   # read-only copies, as in World: the problem cannot change under a run
+                arr = np.array(arr, copy=True)
+                arr.setflags(write=False)
             object.__setattr__(self, name, arr)
         object.__setattr__(self, "beta", beta)
         object.__setattr__(self, "_mdp", _bandit_mdp(reward, mu))
