@@ -305,20 +305,16 @@ def train(pipe: Pipeline, algorithm: str, *, n_iter: int = 100, n_prompts=None, 
             counts = np.bincount(x, minlength=prob.shape[0])
             seen = counts > 0
             critic[seen] += cl * (sums[seen] / counts[seen] - critic[seen])
-        else:  # grpo / dr_grpo with several epochs
-            centered = r - r.mean(axis=1, keepdims=True)
-            if name == "grpo":
-                A = centered / (r.std(axis=1, ddof=1, keepdims=True) + 1e-4)
-                L = lengths[x[:, None], y].astype(float)
-            else:
-                A = centered
-                L = np.ones_like(A)
+        else:  # grpo / dr_grpo with several epochs: clipped-ratio steps on the group's advantages
+            L = lengths[x[:, None], y].astype(float) if name == "grpo" else np.ones((n, k))
+            # k * the reward part of the one-epoch weights is A / |y| (GRPO) or A (Dr. GRPO)
+            adv = k * group_weights(name, r, np.zeros_like(r), beta=0.0, length=L if name == "grpo" else None)
             Lf = L.ravel()
 
             def kl_weight(th, s, a, Lf=Lf):
                 lr_th = pol.log_probs(th)[s, a] - log_ref[s, a]
                 return -prob.beta * -np.expm1(-lr_th) / Lf
-            theta = _surrogate_epochs(pipe, theta, batch, (A / L).reshape(-1, 1), lr=settings["lr"],
+            theta = _surrogate_epochs(pipe, theta, batch, adv.reshape(-1, 1), lr=settings["lr"],
                                       epochs=settings["epochs"], clip=settings["clip"], kl_weight=kl_weight)
         rec.add(theta)
     return Run(label, theta, rec.history(), n_iter, time.perf_counter() - t0, n_iter * n * k)
