@@ -2,6 +2,7 @@
 checked against Monte Carlo (chi-square with the exact covariance, alpha = 1e-6, with a
 power check per algorithm), against the exact gradient of J_beta, and against the
 library's leave-one-out baseline."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -183,6 +184,15 @@ def test_first_epoch_of_ppo_and_grpo_is_the_sampled_update():
         xs, ys, _ = rlhf.sample_groups(prob, pol, theta, 6, k, rng=9)       # the same draws as train's
         np.testing.assert_allclose(run.theta, theta + 3.0 * rlhf.sampled_update(name, prob, pol, theta, xs, ys),
                                    atol=1e-12, err_msg=name)
+
+
+def test_a_diverging_run_stops_with_a_numerical_error_naming_it():
+    """Three GRPO epochs at lr = 100 here: the k3 weight beta (1 - pi_ref / pi) overflows as pi
+    collapses. No RuntimeWarning (they are errors here), no "`theta` must be finite" from
+    inside the loop: a NumericalError naming the run."""
+    pipe = T.prepare(rlhf.random_world(5, 4, n_features=3, rng=2), n_demos=80, n_pairs=200, rng=0)
+    with pytest.raises(tpg.NumericalError, match=r"^grpo: at iteration \d+ with lr = 100.0: theta has \d+ non-finite"):
+        T.train(pipe, "grpo:epochs=3", n_iter=4, rng=1)
 
 
 @pytest.mark.parametrize("kind", ["tabular", "linear"])
