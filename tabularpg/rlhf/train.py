@@ -250,6 +250,12 @@ def train(pipe: Pipeline, algorithm: str, *, n_iter: int = 100, n_prompts=None, 
     -------
     Run
 
+    Raises
+    ------
+    NumericalError
+        When an iterate becomes non-finite (a step too large for the problem); the message
+        names the algorithm, the iteration and the step size.
+
     Notes
     -----
     * ``reinforce``: one step along :func:`~tabularpg.rlhf.updates.sampled_update`'s weights
