@@ -56,7 +56,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from .._validation import NumericalError, ShapeError, ValidationError, as_float_array
+from .._validation import NumericalError, ValidationError
 
 __all__ = ["Plan", "WSpace", "baseline_terms", "random_horizon_moments", "reinforce_moments", "tail_moments",
            "tail_pair"]
@@ -462,15 +462,6 @@ def random_horizon_moments(mdp, pi, space: WSpace):
     if space.psi is None:
         return mean_w, np.diag(occ * Q2 / (1.0 - g))
     return space.psi.T @ mean_w, space.psi.T @ ((occ * Q2 / (1.0 - g))[:, None] * space.psi)
-
-
-def check_table(x, name, shapes):
-    """Validate an option array against the allowed ``shapes`` (tuples; None = any length)."""
-    arr = as_float_array(x, name)
-    for shp in shapes:
-        if arr.ndim == len(shp) and all(a is None or a == b for a, b in zip(shp, arr.shape)):
-            return arr
-    raise ShapeError(f"`{name}` must have one of the shapes {shapes}; got {arr.shape}")
 
 
 # ----------------------------------------------------------------------------- baseline terms

@@ -47,6 +47,7 @@ __all__ = [
     "KLProblem",
     "Metrics",
     "World",
+    "check_reference",
     "demonstrator",
     "evaluate",
     "kl_to_reference",
