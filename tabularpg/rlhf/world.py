@@ -78,6 +78,13 @@ def _bandit_mdp(reward, mu) -> MDP:
     return MDP(P, reward, mu, gamma=1.0, horizon=1)
 
 
+def _check_mu(mu, n_prompts: int) -> np.ndarray:
+    """The prompt distribution: a probability vector of shape (X,)."""
+    mu = as_float_array(mu, "mu", shape=(n_prompts,))
+    check_prob_table(mu[None, :], 1, n_prompts, name="mu")
+    return mu
+
+
 def check_reference(pi_ref, shape, name: str = "pi_ref") -> np.ndarray:
     """A probability table of ``shape`` (X, Y) with full support (every entry > 0)."""
     pi_ref = check_prob_table(pi_ref, shape[0], shape[1], name=name)
@@ -117,8 +124,7 @@ class World:
         X, Y = reward.shape
         if X < 1 or Y < 2:
             raise ShapeError(f"`reward` must have shape (X, Y) with X >= 1, Y >= 2; got {reward.shape}")
-        mu = as_float_array(self.mu, "mu", shape=(X,))
-        check_prob_table(mu[None, :], 1, X, name="mu")
+        mu = _check_mu(self.mu, X)
         length = np.asarray(self.length)
         if length.shape != (X, Y):
             raise ShapeError(f"`length` must have shape {(X, Y)}; got {length.shape}")
@@ -301,8 +307,7 @@ def _mu_pair(mu, pi, other, other_name):
         raise ShapeError(f"`pi` must have shape (X, Y); got {pi.shape}")
     pi = _table(pi, pi.shape, "pi")
     other = _table(other, pi.shape, other_name)
-    mu = as_float_array(mu, "mu", shape=(pi.shape[0],))
-    check_prob_table(mu[None, :], 1, mu.size, name="mu")
+    mu = _check_mu(mu, pi.shape[0])
     return mu, pi, other
 
 
@@ -358,8 +363,7 @@ class KLProblem:
     def __post_init__(self):
         reward = as_float_array(self.reward, "reward", ndim=2)
         X, Y = reward.shape
-        mu = as_float_array(self.mu, "mu", shape=(X,))
-        check_prob_table(mu[None, :], 1, X, name="mu")
+        mu = _check_mu(self.mu, X)
         pi_ref = check_reference(self.pi_ref, (X, Y))
         beta = _positive(self.beta, "beta")
         length = None
