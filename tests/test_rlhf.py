@@ -241,12 +241,24 @@ def test_reward_model_recovers_r_up_to_a_per_prompt_constant():
 
 
 def test_sft_recovers_the_demonstrator_with_many_demonstrations():
+    """Tabular SFT with l2 = 0 is the maximum-likelihood estimate, the empirical response
+    frequencies of each prompt (exact oracle); the demonstrations follow (mu, pi_demo):
+    Pearson's chi-square on the (x, y) counts at alpha = 1e-6, with a power check (the
+    demonstrator at temperature 1.2 is rejected)."""
     w = _world(3, 4, seed=10)
     demo = rlhf.demonstrator(w, 1.0)
-    demos = rlhf.sample_demonstrations(w.mu, demo, 40_000, rng=0)
-    fit = rlhf.sft(tpg.TabularSoftmax(3, 4), demos, l2=0.0)
+    x, y = rlhf.sample_demonstrations(w.mu, demo, 40_000, rng=0)
+    fit = rlhf.sft(tpg.TabularSoftmax(3, 4), (x, y), l2=0.0)
     assert fit.converged
-    np.testing.assert_allclose(tpg.TabularSoftmax(3, 4).probs(fit.theta), demo, atol=0.03)
+    counts = np.bincount(x * 4 + y, minlength=12).reshape(3, 4)
+    np.testing.assert_allclose(tpg.TabularSoftmax(3, 4).probs(fit.theta), counts / counts.sum(1, keepdims=True),
+                               atol=1e-6)
+
+    def p_value(pi):
+        e = x.size * w.mu[:, None] * pi
+        return stats.chi2.sf(np.sum((counts - e) ** 2 / e), counts.size - 1)
+    assert p_value(demo) > ALPHA
+    assert p_value(rlhf.demonstrator(w, 1.2)) < ALPHA
 
 
 # ----------------------------------------------------------------------------- bad input
