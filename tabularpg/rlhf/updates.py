@@ -162,6 +162,9 @@ def group_weights(algorithm: str, reward, log_ratio, *, beta: float, length=None
         if eps == 0 and np.any(std == 0):
             raise ValidationError("`eps` = 0 divides by a zero std (a group with equal rewards); pass eps > 0")
         L = 1.0 if length is None else np.asarray(length, dtype=float)
+        if length is not None and (L.shape != r.shape or not np.all(L >= 1)):
+            raise ValidationError(f"`length` must have the shape of `reward` {r.shape} with entries >= 1; got "
+                                  f"shape {L.shape}" + (f", min {L.min():g}" if L.shape == r.shape else ""))
         return (centered / (std + eps) + kl_w) / (k * L)
     max_length = check_float(max_length, "max_length")
     if max_length <= 0:
