@@ -319,3 +319,18 @@ def test_grpo_later_epochs_follow_the_gradient_of_the_clipped_surrogate_with_k3(
     assert np.min(np.abs(np.abs(rho1 - 1) - clip)) > 1e-4          # away from the kinks
     assert np.any(np.abs(rho1 - 1) > clip) and np.any(np.abs(rho1 - 1) < clip)   # both branches occur
     np.testing.assert_allclose((th2 - th1) / lr, fd, atol=1e-8)
+
+
+def test_updates_at_a_near_deterministic_policy_are_finite():
+    """log pi from log-probabilities: a response whose probability underflows to 0 gets a
+    finite KL-penalized reward (log(probs) would give -inf and a RuntimeWarning, an error here)."""
+    w = rlhf.random_world(2, 3, rng=0)
+    prob = rlhf.KLProblem(w.mu, w.reward, np.full((2, 3), 1 / 3), beta=0.5)
+    pol = tpg.TabularSoftmax(2, 3)
+    theta = np.array([[800.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    assert pol.probs(theta)[0, 1] == 0.0
+    x, y = np.array([0, 1]), np.array([[0, 1], [2, 1]])
+    for g in (rlhf.sampled_update("rloo", prob, pol, theta, x, y),
+              rlhf.rebel_step(prob, pol, theta, x, y, eta=0.5),
+              rlhf.rebel_population_step(prob, pol, theta, eta=0.5)):
+        assert np.all(np.isfinite(g))

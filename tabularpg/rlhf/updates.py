@@ -235,7 +235,7 @@ def sampled_update(algorithm: str, problem: KLProblem, policy: Policy, theta, x,
     opts = _options(algorithm, problem, beta, options)
     if "baseline" in opts:
         opts["baseline"] = _per_prompt(opts["baseline"], x)
-    l = problem.log_ratio(policy.probs(theta))
+    l = policy.log_probs(theta) - np.log(problem.pi_ref)    # log-probabilities: finite where pi underflows
     xx = x[:, None]
     length = problem.length[xx, y] if (problem.length is not None and algorithm == "grpo") else None
     c = group_weights(algorithm, problem.reward[xx, y], l[xx, y], length=length, **opts)
@@ -436,7 +436,7 @@ def rebel_step(problem: KLProblem, policy: Policy, theta, x, y, *, eta: float, c
     x, y = np.asarray(x), np.asarray(y)
     if y.ndim != 2 or x.shape != (y.shape[0],) or y.shape[1] % 2:
         raise ShapeError(f"`y` must have shape (n, 2m) with `x` of shape (n,); got {y.shape} and {x.shape}")
-    R = problem.reward - problem.beta * problem.log_ratio(policy.probs(theta))
+    R = problem.reward - problem.beta * (policy.log_probs(theta) - np.log(problem.pi_ref))
     xr = np.repeat(x, y.shape[1] // 2)
     y1, y2 = y[:, 0::2].ravel(), y[:, 1::2].ravel()
     return _rebel_solve(policy, theta, xr, y1, y2, R[xr, y1] - R[xr, y2], np.ones(xr.size), eta,
@@ -459,8 +459,9 @@ def rebel_population_step(problem: KLProblem, policy: Policy, theta, *, eta: flo
     if eta <= 0:
         raise ValidationError(f"`eta` must be > 0; got {eta}")
     X, Y = problem.shape
-    pi = policy.probs(theta)
-    R = problem.reward - problem.beta * problem.log_ratio(pi)
+    logp = policy.log_probs(theta)
+    pi = np.exp(logp)
+    R = problem.reward - problem.beta * (logp - np.log(problem.pi_ref))
     x, y1, y2 = (a.ravel() for a in np.meshgrid(np.arange(X), np.arange(Y), np.arange(Y), indexing="ij"))
     w = problem.mu[x] * pi[x, y1] * pi[x, y2]
     return _rebel_solve(policy, theta, x, y1, y2, R[x, y1] - R[x, y2], w, eta,
