@@ -1,6 +1,6 @@
 """tabularpg: exact and Monte Carlo policy gradients on finite MDPs.
 
-See ``DESIGN`` in the repository: estimators make weights, policies contract them with
+One idea carries the design: estimators make weights, policies contract them with
 their hand-derived score, and the exact gradient is the same contraction with the
 expected weights ``d(s) pi(a|s) Q(s, a)``.
 """

@@ -1,7 +1,7 @@
 r"""Monte Carlo policy-gradient estimators: each makes per-step weights, the policy
 contracts them, and each states its exact expectation.
 
-Every estimator here has the form (DESIGN: "estimators make weights")
+Every estimator here has the form (estimators make weights, the policy contracts them)
 
 .. math::
     \hat g = \frac1N \sum_{n=1}^N \sum_{t} \sum_a w_{n,t,a}\, \nabla\log\pi_\theta(a|s_{n,t}),
@@ -10,10 +10,10 @@ with :math:`w_{n,t,a} = c_{n,t} 1[a = a_{n,t}]` for single-action estimators. Wi
 :math:`G_t = \sum_{k \ge t}\gamma^{k-t} r_k` (within the batch), :math:`R = G_0`:
 
 ==========================  ============================================================
-``reinforce``               :math:`c_t = R - b` (seeds 000-004: score of the trajectory
-                            times its return; Williams 1992)
-``reward_to_go``            :math:`c_t = \gamma^t (G_t - b)` (causality; seed 001's
-                            :math:`\gamma^t G_t`)
+``reinforce``               :math:`c_t = R - b` (score of the trajectory times its
+                            return; Williams 1992)
+``reward_to_go``            :math:`c_t = \gamma^t (G_t - b)` (causality: the discounted
+                            reward-to-go :math:`\gamma^t G_t`)
 ``reward_to_go_undiscounted`` :math:`c_t = G_t - b` (drops :math:`\gamma^t`; biased:
                             Nota & Thomas 2020, "Is the policy gradient a gradient?")
 ``q``                       :math:`c_t = \gamma^t \hat Q(s_t, a_t)` (actor-critic)
@@ -23,7 +23,7 @@ with :math:`w_{n,t,a} = c_{n,t} 1[a = a_{n,t}]` for single-action estimators. Wi
                             (Schulman et al. 2016)
 ``all_action``              :math:`w_{t,a} = \gamma^t \pi(a|s_t) \hat Q(s_t, a)` (Sutton et al. 2001)
 ``importance_trajectory``   :math:`c_t = \rho_{0:T}\, R`, :math:`\rho_{0:k} = \prod_{j \le k} \pi(a_j|s_j)/b(a_j|s_j)`
-                            (seed 003's importance-weighting warm-up)
+                            (trajectory-level importance weighting; Precup et al. 2000)
 ``importance_per_decision`` :math:`c_t = \sum_{k \ge t} \gamma^k r_k \rho_{0:k}` (Precup et al. 2000)
 ``random_horizon``          :math:`c_{T'} = \hat Q / (1-\gamma)`, :math:`\hat Q = \sum_{k\ge0}\gamma^{k/2} r_{T'+k}`
                             (Zhang, Koppel, Zhu, Basar 2020; needs ``horizon="geometric"``)

@@ -50,7 +50,7 @@ class SolveResult:
     converged: bool
 
     def __iter__(self):
-        """Unpacks as ``V, pi = value_iteration(mdp)`` (the DESIGN's ``(V*, pi*)``)."""
+        """Unpacks as ``V, pi = value_iteration(mdp)`` (the optimal ``(V*, pi*)``)."""
         return iter((self.v, self.pi))
 
 

@@ -179,10 +179,10 @@ def test_random_horizon_estimator_is_unbiased_for_infinite_horizon_gradient():
     assert not unbiased_test(samples, exact.policy_gradient(mdp.replace(horizon=2), pol, theta), alpha=ALPHA).passed
 
 
-# ----------------------------------------------------------------- identities of the seeds
+# ----------------------------------------------------------------- score-function identities
 def test_trajectory_score_is_sum_of_policy_scores():
     """grad log p(tau) (complex step of log mu + sum log pi + sum log P) = sum_t score_t:
-    the transition terms drop out (seeds 001-003)."""
+    the transition terms drop out (Williams 1992)."""
     mdp, H, pol, theta = problem("terminal", "linear")
     batch, prob = enumerate_trajectories(mdp, pol.probs(theta), H)
     P = mdp.P_dense()
