@@ -39,7 +39,7 @@ from .reward_model import (
     sft,
 )
 from .updates import group_weights, rebel_step, sample_groups
-from .world import KLProblem, Metrics, World, demonstrator, evaluate
+from .world import KLProblem, Metrics, World, _parse_items, demonstrator, evaluate
 
 __all__ = ["SETTINGS", "Pipeline", "Run", "parse_algorithm", "prepare", "train"]
 
@@ -166,18 +166,8 @@ def parse_algorithm(spec: str):
     name, _, rest = spec.partition(":")
     if name not in SETTINGS:
         raise ValidationError(f"`algorithm`: unknown {name!r}; valid: {', '.join(SETTINGS)}")
-    opts = {}
-    for item in filter(None, (t.strip() for t in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq or key not in SETTINGS[name]:
-            raise ValidationError(f"`algorithm`: bad option {item!r} for {name!r}; options: "
-                                  f"{', '.join(SETTINGS[name]) or 'none'}")
-        conv = type(SETTINGS[name][key])
-        try:
-            opts[key] = conv(value)
-        except ValueError as exc:
-            raise ValidationError(f"`algorithm`: {key}={value!r} is not a valid {conv.__name__}") from exc
-    return name, opts
+    converters = {key: type(default) for key, default in SETTINGS[name].items()}
+    return name, _parse_items(rest, converters, "algorithm", repr(name), "option")
 
 
 def _label(name, opts):

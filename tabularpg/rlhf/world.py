@@ -260,17 +260,25 @@ def make_world(spec: str) -> World:
     if name not in _WORLDS:
         raise ValidationError(f"`spec`: unknown world {name!r}; valid names: {', '.join(sorted(_WORLDS))}")
     ctor, keys = _WORLDS[name]
-    kwargs = {}
+    items = _parse_items(rest, {key: conv for key, (_, conv) in keys.items()}, "spec", f"world {name!r}", "key")
+    return ctor(**{keys[key][0]: value for key, value in items.items()})
+
+
+def _parse_items(rest: str, converters: dict, argument: str, what: str, noun: str) -> dict:
+    """The ``key=value,...`` tail of a spec: ``{key: converters[key](value)}``; an unknown
+    key or an unconvertible value raises a ValidationError naming ``argument``."""
+    out = {}
     for item in filter(None, (t.strip() for t in rest.split(","))):
         key, eq, value = item.partition("=")
-        if not eq or key not in keys:
-            raise ValidationError(f"`spec`: bad item {item!r} for world {name!r}; keys: {', '.join(keys)}")
-        arg, conv = keys[key]
+        if not eq or key not in converters:
+            raise ValidationError(f"`{argument}`: bad {noun} {item!r} for {what}; {noun}s: "
+                                  f"{', '.join(converters) or 'none'}")
+        conv = converters[key]
         try:
-            kwargs[arg] = conv(value)
+            out[key] = conv(value)
         except ValueError as exc:
-            raise ValidationError(f"`spec`: {key}={value!r} is not a valid {conv.__name__}") from exc
-    return ctor(**kwargs)
+            raise ValidationError(f"`{argument}`: {key}={value!r} is not a valid {conv.__name__}") from exc
+    return out
 
 
 # ----------------------------------------------------------------------------- metrics
