@@ -22,8 +22,9 @@ are small, and threaded BLAS loses time on a busy machine.
 import argparse
 import os
 import sys
-import time
 import tracemalloc
+
+from _timing import timings
 
 
 def main(argv=None):
@@ -41,11 +42,7 @@ def main(argv=None):
     from tabularpg.moments import exact_batch_moments, exact_moments
 
     def measure(fn):
-        times = []
-        for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
+        times = timings(fn, args.repeat)
         tracemalloc.start()
         fn()
         peak = tracemalloc.get_traced_memory()[1]

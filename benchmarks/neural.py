@@ -13,21 +13,16 @@ Garnet(S = 1000, A = 4, b = 5). Rows:
     python benchmarks/neural.py --quick    # S = 200
 """
 import argparse
-import time
 
 import numpy as np
+from _timing import timings
 
 import tabularpg as tpg
 from tabularpg import envs, exact
 
 
 def median_time(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return float(np.median(timings(fn, repeat)))
 
 
 def per_state_loop(pol, theta, w_sa):

@@ -18,6 +18,7 @@ import time
 import tracemalloc
 
 import numpy as np
+from _timing import timings
 
 import tabularpg as tpg
 from tabularpg import envs
@@ -66,22 +67,13 @@ def gym_vector_loop(n_steps, n_envs, seed):
 
 
 def best(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+    times = timings(fn, repeat)
     return min(times), times[0]
 
 
 def best_cpu(fn, repeat):
     """Best process CPU time: on a shared machine it approximates the wall time of a quiet one."""
-    times = []
-    for _ in range(repeat):
-        t0 = time.process_time()
-        fn()
-        times.append(time.process_time() - t0)
-    return min(times)
+    return min(timings(fn, repeat, time.process_time))
 
 
 def print_table(title, columns, rows):

@@ -271,30 +271,13 @@ class NeuralSoftmax(Policy):
 
     # ------------------------------------------------------------ policy API
     def score(self, theta, states, actions) -> np.ndarray:
+        """Scores of a batch of ``(s, a)`` (shape ``batch + (n_params,)``): one reverse pass
+        over the gathered rows (:meth:`contract_episodes` with one entry per pair), never a
+        (batch, S, A) table."""
         theta = self.check_theta(theta)
         s, a = self._check_sa(states, actions)
-        S, A = self.n_states, self.n_actions
-        onehot = np.zeros((s.size, S, A))
-        onehot[np.arange(s.size), s.ravel(), a.ravel()] = 1.0
-        out = self.contract_table(theta, onehot)
+        out = self.contract_episodes(theta, np.arange(s.size), s.size, s.ravel(), np.ones(s.size), a.ravel())
         return out.reshape(s.shape + self.theta_shape)
-
-    def contract_table(self, theta, w_sa, *, pi=None) -> np.ndarray:
-        r"""``sum_{s,a} w[..., s, a] grad log pi(a|s)`` by one reverse pass, shape (..., n_params)."""
-        theta = self.check_theta(theta)
-        w_sa = self._check_leading(w_sa, "w_sa", (self.n_states, self.n_actions), "(S, A)")
-        layers, acts = self._forward(theta)
-        if pi is None:
-            pi = softmax(self._to_sa(acts[-1][1]))
-        zbar = w_sa - pi * np.sum(w_sa, axis=-1, keepdims=True)
-        return self._backward(layers, acts, self._from_sa(zbar))
-
-    def log_probs_jvp(self, theta, v) -> np.ndarray:
-        theta = self.check_theta(theta)
-        v = self._check_leading(v, "v", self.theta_shape, "theta_shape")
-        pi = softmax(self._logits(theta))
-        dz = self.logits_jvp(theta, v)
-        return dz - np.sum(pi * dz, axis=-1, keepdims=True)
 
     def contract_episodes(self, theta, episodes, n_episodes, states, weights, actions=None) -> np.ndarray:
         """Per-episode contractions, shape (n_episodes, n_params), in one reverse pass.

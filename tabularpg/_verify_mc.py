@@ -20,6 +20,7 @@ from ._validation import EnumerationTooLargeError
 from .estimators import REGISTRY, estimate, expected
 from .mdp import MDP
 from .moments import exact_moments
+from .moments.checks import _terminal_mdp
 from .policies import LinearSoftmax, Policy, TabularSoftmax
 from .sampling import sample
 from .testing.assertions import covariance_test, unbiased_test, variance_test
@@ -27,15 +28,6 @@ from .testing.assertions import covariance_test, unbiased_test, variance_test
 ALPHA = 1e-6
 _MAX_TRAJECTORIES = 20_000
 _MAX_T = 20
-
-
-def _terminal_mdp() -> MDP:
-    rng = np.random.default_rng(5)
-    P = rng.random((3, 2, 3))
-    P[:, :, 2] += 0.4
-    P /= P.sum(-1, keepdims=True)
-    return MDP(P, rng.normal(size=(3, 2, 3)), np.array([0.6, 0.4, 0.0]), gamma=1.0,
-               terminal=np.array([False, False, True]))
 
 
 def _user_case(name: str, mdp: MDP, rng) -> tuple:

@@ -43,18 +43,20 @@ def test_batch_baselines_are_refused():
         exact_moments(mdp, TabularSoftmax(1, 2), np.zeros((1, 2)), "reinforce", baseline="mean")
 
 
+@pytest.mark.parametrize("kind", ["tabular", "linear"])
 @pytest.mark.parametrize("est", ["reinforce", "reward_to_go"])
-def test_optimal_baseline_is_the_vertex_of_the_exact_variance(est):
+def test_optimal_baseline_is_the_vertex_of_the_exact_variance(est, kind):
     """Oracle: exact per-component variances Var_i(b) from `exact_moments` at b = -1, 0, 1
     (a quadratic in b, since the baseline term has zero mean); its vertex and curvature must
     be `optimal_baseline`'s b*_i = E[X_i Y_i] / E[Y_i^2] and E[Y_i^2], and the scalar b* must
     minimize the exact total variance with excess E||Y||^2 (b - b*)^2."""
-    from tabularpg import TabularSoftmax
+    from tabularpg import LinearSoftmax, TabularSoftmax
     from tabularpg.moments import optimal_baseline
 
     mdp = envs.garnet(3, 2, 2, rng=1, horizon=3, gamma=0.9)
-    pol = TabularSoftmax(3, 2)
-    theta = np.random.default_rng(0).normal(size=(3, 2))
+    rng = np.random.default_rng(0)
+    pol = TabularSoftmax(3, 2) if kind == "tabular" else LinearSoftmax(rng.normal(size=(3, 2, 3)))
+    theta = rng.normal(size=pol.theta_shape)
     v = {b: np.diag(exact_moments(mdp, pol, theta, est, baseline=b).cov) for b in (-1.0, 0.0, 1.0)}
     curv = (v[1.0] + v[-1.0] - 2 * v[0.0]) / 2  # E[Y_i^2]
     slope = (v[1.0] - v[-1.0]) / 2  # -2 E[X_i Y_i]

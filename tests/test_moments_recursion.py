@@ -13,23 +13,12 @@ from hypothesis import given, settings
 
 from tabularpg import LinearSoftmax, TabularSoftmax, ValidationError, envs, exact
 from tabularpg.estimators import REGISTRY, estimate
-from tabularpg.mdp import MDP
 from tabularpg.moments import exact_moments
 from tabularpg.moments import recursion as rec
+from tabularpg.moments.checks import _terminal_mdp
 from tabularpg.sampling import sample
 from tabularpg.testing import assert_covariance, covariance_test
 from tabularpg.testing.strategies import problems
-
-
-def _terminal_mdp():
-    """3 states, state 2 terminal, gamma = 1 (every policy proper)."""
-    rng = np.random.default_rng(5)
-    P = rng.random((3, 2, 3))
-    P[:, :, 2] += 0.4
-    P /= P.sum(-1, keepdims=True)
-    return MDP(P, rng.normal(size=(3, 2, 3)), np.array([0.6, 0.4, 0.0]), gamma=1.0,
-               terminal=np.array([False, False, True]))
-
 
 CASES = {
     "finite": (lambda: envs.garnet(3, 2, 2, rng=1, horizon=3, gamma=0.9), None),

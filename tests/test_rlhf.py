@@ -43,6 +43,12 @@ def test_world_is_a_horizon_one_mdp_and_generators_are_seeded():
     np.testing.assert_allclose(tpg.exact.objective(w.mdp, np.full((4, 5), 0.2)), w.mu @ w.reward.mean(axis=1))
     with pytest.raises(ValueError):
         w.reward[0, 0] = 1.0  # read-only
+    reward = np.array(w.reward)
+    prob = rlhf.KLProblem(w.mu, reward, np.full((4, 5), 0.2), beta=0.5)
+    reward[0, 0] = 1e3                       # the problem keeps its own copy
+    assert prob.reward[0, 0] == w.reward[0, 0]
+    with pytest.raises(ValueError):
+        prob.pi_ref[0, 0] = 1.0
 
 
 def test_length_bias_world_rewards_longer_responses():
@@ -195,6 +201,30 @@ def test_sft_and_reward_model_gradients_match_finite_differences(kind):
         p, w.mu, _ref(3, 4), w.reward, features=feats, l2=0.2)[0], params), atol=1e-8)
 
 
+def test_population_reward_model_loss_is_the_expected_sample_loss():
+    """Monte Carlo oracle for the population loss: per-pair losses -log sigma(u_i) of
+    sample_preferences' pairs have mean reward_model_population_loss (l2 = 0) and the
+    variance sum P(y_w, y_l) loss^2 - mean^2 of the same law; z-test at alpha = 1e-6.
+    Power: the law with the winner and loser swapped (reward -r) is rejected."""
+    w = _world(3, 4, seed=11)
+    pi_ref = _ref(3, 4, seed=5)
+    params = np.random.default_rng(4).normal(size=(3, 4))
+    N = 100_000
+    x, yw, yl = optim.sample_preferences(w.reward, pi_ref, w.mu, N, rng=6)
+    losses = np.logaddexp(0.0, -(params[x, yw] - params[x, yl]))
+    mean, _ = rlhf.reward_model_population_loss(params, w.mu, pi_ref, w.reward)
+    P = 2 * w.mu[:, None, None] * pi_ref[:, :, None] * pi_ref[:, None, :] / (
+        1 + np.exp(-(w.reward[:, :, None] - w.reward[:, None, :])))
+    assert P.sum() == pytest.approx(1.0, abs=1e-12)
+    sq = np.sum(P * np.logaddexp(0.0, -(params[:, :, None] - params[:, None, :])) ** 2)
+
+    def p_value(m):
+        return 2 * stats.norm.sf(abs(losses.mean() - m) / np.sqrt((sq - mean ** 2) / N))
+    assert p_value(mean) > ALPHA
+    swapped, _ = rlhf.reward_model_population_loss(params, w.mu, pi_ref, -w.reward)
+    assert p_value(swapped) < ALPHA
+
+
 def test_reward_model_recovers_r_up_to_a_per_prompt_constant():
     w = _world(3, 4, seed=9)
     pi_ref = _ref(3, 4)
@@ -211,12 +241,24 @@ def test_reward_model_recovers_r_up_to_a_per_prompt_constant():
 
 
 def test_sft_recovers_the_demonstrator_with_many_demonstrations():
+    """Tabular SFT with l2 = 0 is the maximum-likelihood estimate, the empirical response
+    frequencies of each prompt (exact oracle); the demonstrations follow (mu, pi_demo):
+    Pearson's chi-square on the (x, y) counts at alpha = 1e-6, with a power check (the
+    demonstrator at temperature 1.2 is rejected)."""
     w = _world(3, 4, seed=10)
     demo = rlhf.demonstrator(w, 1.0)
-    demos = rlhf.sample_demonstrations(w.mu, demo, 40_000, rng=0)
-    fit = rlhf.sft(tpg.TabularSoftmax(3, 4), demos, l2=0.0)
+    x, y = rlhf.sample_demonstrations(w.mu, demo, 40_000, rng=0)
+    fit = rlhf.sft(tpg.TabularSoftmax(3, 4), (x, y), l2=0.0)
     assert fit.converged
-    np.testing.assert_allclose(tpg.TabularSoftmax(3, 4).probs(fit.theta), demo, atol=0.03)
+    counts = np.bincount(x * 4 + y, minlength=12).reshape(3, 4)
+    np.testing.assert_allclose(tpg.TabularSoftmax(3, 4).probs(fit.theta), counts / counts.sum(1, keepdims=True),
+                               atol=1e-6)
+
+    def p_value(pi):
+        e = x.size * w.mu[:, None] * pi
+        return stats.chi2.sf(np.sum((counts - e) ** 2 / e), counts.size - 1)
+    assert p_value(demo) > ALPHA
+    assert p_value(rlhf.demonstrator(w, 1.2)) < ALPHA
 
 
 # ----------------------------------------------------------------------------- bad input

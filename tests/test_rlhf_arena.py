@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from tabularpg import rlhf
 from tabularpg.cli import main
@@ -34,7 +35,9 @@ def test_run_arena_rows_are_means_over_seeds_with_a_t_interval():
     rloo = res.rows[1]
     wins = [f["win_rate"] for f in res.finals["rloo (k=2)"]]
     assert rloo["win_rate"] == pytest.approx(np.mean(wins))
-    assert rloo["win_rate_low"] < rloo["win_rate"] < rloo["win_rate_high"]
+    low, high = stats.t.interval(0.95, len(wins) - 1, loc=np.mean(wins), scale=stats.sem(wins))
+    assert (rloo["win_rate_low"], rloo["win_rate_high"]) == pytest.approx((low, high), rel=1e-12)
+    assert high - low > 0
     assert res.rows[0]["win_rate"] == pytest.approx(0.5, abs=1e-12)    # SFT is pi_ref
     text = arena.format_table(res)
     assert "rloo (k=2)" in text and "exact optima" in text

@@ -2,6 +2,7 @@
 checked against Monte Carlo (chi-square with the exact covariance, alpha = 1e-6, with a
 power check per algorithm), against the exact gradient of J_beta, and against the
 library's leave-one-out baseline."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -113,6 +114,27 @@ def test_monte_carlo_mean_of_sampled_updates_equals_the_exact_expected_update(al
     assert not unbiased_test(samples, wrong, cov=cov, alpha=ALPHA).passed
 
 
+@pytest.mark.parametrize("kind", ["tabular", "linear"])
+@pytest.mark.parametrize("algorithm", list(_OPTS))
+def test_update_moments_equal_the_moments_over_every_single_prompt_outcome(kind, algorithm):
+    """Exact oracle for the covariance: sampled_update on each outcome (x, y_1..y_k), one at
+    a time, weighted by mu(x) prod pi(y_i|x)."""
+    import itertools
+    opts, k = _OPTS[algorithm]
+    _, prob, pol, theta = _setup(kind)
+    X, Y = prob.shape
+    pi = pol.probs(theta)
+    outcomes = [(x, t) for x in range(X) for t in itertools.product(range(Y), repeat=k)]
+    g = np.array([rlhf.sampled_update(algorithm, prob, pol, theta, np.array([x]), np.array([t]), **opts).ravel()
+                  for x, t in outcomes])
+    w = np.array([prob.mu[x] * np.prod(pi[x, list(t)]) for x, t in outcomes])
+    mean = w @ g
+    mean_u, cov_u = rlhf.update_moments(algorithm, prob, pol, theta, k=k, **opts)
+    np.testing.assert_allclose(mean_u, mean, rtol=0, atol=1e-14 * np.abs(g).max())
+    np.testing.assert_allclose(cov_u, (g - mean).T @ ((g - mean) * w[:, None]), rtol=0,
+                               atol=1e-14 * np.abs(g).max() ** 2)
+
+
 def test_grpo_samples_reject_every_multiple_of_the_true_gradient():
     """The bias is visible in samples: GRPO's Monte Carlo mean is not c * grad E[r] for the
     least-squares best c (beta = 0)."""
@@ -157,9 +179,20 @@ def test_first_epoch_of_ppo_and_grpo_is_the_sampled_update():
                               clip=0.2)
     np.testing.assert_allclose(new, theta + 2.0 * rlhf.sampled_update("ppo", prob, pol, theta, x, y,
                                                                        baseline=critic), atol=1e-13)
-    a = T.train(pipe, "grpo", n_iter=1, n_prompts=6, rng=9, epochs=1)
-    b = T.train(pipe, "grpo", n_iter=1, n_prompts=6, rng=9, epochs=3, clip=1.0)
-    assert a.history["kl"][-1] > 0 and b.history["kl"][-1] > a.history["kl"][-1] * 0.5
+    for name, k in (("reinforce", 1), ("rloo", 3), ("grpo", 4), ("dr_grpo", 4)):   # train's one-epoch step
+        run = T.train(pipe, name, n_iter=1, n_prompts=6, rng=9, k=k, lr=3.0)
+        xs, ys, _ = rlhf.sample_groups(prob, pol, theta, 6, k, rng=9)       # the same draws as train's
+        np.testing.assert_allclose(run.theta, theta + 3.0 * rlhf.sampled_update(name, prob, pol, theta, xs, ys),
+                                   atol=1e-12, err_msg=name)
+
+
+def test_a_diverging_run_stops_with_a_numerical_error_naming_it():
+    """Three GRPO epochs at lr = 100 here: the k3 weight beta (1 - pi_ref / pi) overflows as pi
+    collapses. No RuntimeWarning (they are errors here), no "`theta` must be finite" from
+    inside the loop: a NumericalError naming the run."""
+    pipe = T.prepare(rlhf.random_world(5, 4, n_features=3, rng=2), n_demos=80, n_pairs=200, rng=0)
+    with pytest.raises(tpg.NumericalError, match=r"^grpo: at iteration \d+ with lr = 100.0: theta has \d+ non-finite"):
+        T.train(pipe, "grpo:epochs=3", n_iter=4, rng=1)
 
 
 @pytest.mark.parametrize("kind", ["tabular", "linear"])
@@ -197,6 +230,14 @@ _, _P, _POL, _TH = _setup()
     pytest.param(lambda: rlhf.expected_update("rloo", _P, _POL, _TH, k=2, beta=-1.0), "`beta`", id="beta"),
     pytest.param(lambda: rlhf.expected_update("rloo", _P, _POL, _TH, k=2, bogus=1), "unknown option",
                  id="option"),
+    pytest.param(lambda: rlhf.expected_update("rloo", _P, _POL, _TH, k=2, baseline=1.0),
+                 r"unknown option\(s\) \['baseline'\] for 'rloo'", id="option-not-used"),
+    pytest.param(lambda: rlhf.sampled_update("grpo", _P, _POL, _TH, np.array([0]), np.array([[0, 1]]), eta=2.0),
+                 "unknown option", id="option-not-used-sampled"),
+    pytest.param(lambda: rlhf.group_weights("grpo", np.zeros((2, 3)), np.zeros((2, 3)), beta=0.1, length=np.ones(3)),
+                 r"`length` must have the shape of `reward` \(2, 3\)", id="length-shape"),
+    pytest.param(lambda: rlhf.group_weights("grpo", np.zeros((2, 3)), np.zeros((2, 3)), beta=0.1,
+                                            length=np.zeros((2, 3))), "min 0", id="length-zero"),
     pytest.param(lambda: rlhf.group_weights("rloo", np.zeros((2, 3)), np.zeros((2, 2)), beta=0.1), "`log_ratio`",
                  id="weights-shape"),
     pytest.param(lambda: rlhf.group_weights("rebel", np.zeros((1, 2)), np.zeros((1, 2)), beta=0.1, eta=0.0),
@@ -278,3 +319,18 @@ def test_grpo_later_epochs_follow_the_gradient_of_the_clipped_surrogate_with_k3(
     assert np.min(np.abs(np.abs(rho1 - 1) - clip)) > 1e-4          # away from the kinks
     assert np.any(np.abs(rho1 - 1) > clip) and np.any(np.abs(rho1 - 1) < clip)   # both branches occur
     np.testing.assert_allclose((th2 - th1) / lr, fd, atol=1e-8)
+
+
+def test_updates_at_a_near_deterministic_policy_are_finite():
+    """log pi from log-probabilities: a response whose probability underflows to 0 gets a
+    finite KL-penalized reward (log(probs) would give -inf and a RuntimeWarning, an error here)."""
+    w = rlhf.random_world(2, 3, rng=0)
+    prob = rlhf.KLProblem(w.mu, w.reward, np.full((2, 3), 1 / 3), beta=0.5)
+    pol = tpg.TabularSoftmax(2, 3)
+    theta = np.array([[800.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    assert pol.probs(theta)[0, 1] == 0.0
+    x, y = np.array([0, 1]), np.array([[0, 1], [2, 1]])
+    for g in (rlhf.sampled_update("rloo", prob, pol, theta, x, y),
+              rlhf.rebel_step(prob, pol, theta, x, y, eta=0.5),
+              rlhf.rebel_population_step(prob, pol, theta, eta=0.5)):
+        assert np.all(np.isfinite(g))

@@ -34,7 +34,7 @@ _ESTIMATORS = ("reinforce", "reward_to_go", "reward_to_go_undiscounted")
 
 def _weight_moments(mdp, policy, theta, name, T):
     """W-space ``E[W0 V^T]`` (non-symmetric), ``E[V V^T]`` and the contraction ``C``."""
-    from . import _plan
+    from . import _plan, _score_table
 
     S, A = mdp.n_states, mdp.n_actions
     pi = policy.probs(theta)
@@ -53,9 +53,7 @@ def _weight_moments(mdp, policy, theta, name, T):
         WV = 0.5 * (W0W0 + VV - DD)
     else:
         _, _, WV = _rec.tail_pair(mdp, base, plan_v, space, T)
-    eye = np.eye(S * A).reshape(S * A, S, A)
-    C = np.asarray(policy.contract_table(theta, eye)).reshape(S * A, -1).T   # (p, S*A)
-    return WV, VV, C
+    return WV, VV, _score_table(policy, theta, S, A).T   # C (p, S*A): the scores as columns
 
 
 def _check(mdp, policy, theta, estimator, horizon):

@@ -56,7 +56,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from .._validation import NumericalError, ShapeError, ValidationError, as_float_array
+from .._validation import NumericalError, ValidationError
 
 __all__ = ["Plan", "WSpace", "baseline_terms", "random_horizon_moments", "reinforce_moments", "tail_moments",
            "tail_pair"]
@@ -464,15 +464,6 @@ def random_horizon_moments(mdp, pi, space: WSpace):
     return space.psi.T @ mean_w, space.psi.T @ ((occ * Q2 / (1.0 - g))[:, None] * space.psi)
 
 
-def check_table(x, name, shapes):
-    """Validate an option array against the allowed ``shapes`` (tuples; None = any length)."""
-    arr = as_float_array(x, name)
-    for shp in shapes:
-        if arr.ndim == len(shp) and all(a is None or a == b for a, b in zip(shp, arr.shape)):
-            return arr
-    raise ShapeError(f"`{name}` must have one of the shapes {shapes}; got {arr.shape}")
-
-
 # ----------------------------------------------------------------------------- baseline terms
 def baseline_terms(mdp, pi, psi, name, T):
     r"""Terms of the exact quadratic of a time-state baseline ``b[t, s]``:
@@ -501,9 +492,9 @@ def baseline_terms(mdp, pi, psi, name, T):
     for t in range(T - 1):
         alpha[t + 1] = mod.forward((alpha[t][:, None] * pi).reshape(SA))
     # rows(w): (S*A, p) table w(x) psi(x); dot(Z): <Z(x), psi(x)>; rep(Z): state rows -> (s, a) rows
-    rows = lambda w: psi * w[:, None]  # noqa: E731
-    dot = lambda Z: np.einsum("xp,xp->x", Z, psi)  # noqa: E731
-    rep = lambda Z: np.repeat(Z, A, axis=0)  # noqa: E731
+    rows = lambda w: psi * w[:, None]
+    dot = lambda Z: np.einsum("xp,xp->x", Z, psi)
+    rep = lambda Z: np.repeat(Z, A, axis=0)
     g1 = np.zeros((T, SA))
     u1 = np.zeros(S)
     reinforce = name == "reinforce"

@@ -49,7 +49,7 @@ from .._validation import (
     check_prob_table,
 )
 from ..policies import Policy
-from .world import check_reference
+from .world import _check_mu, _sigmoid, check_reference
 
 __all__ = [
     "FitResult",
@@ -62,10 +62,6 @@ __all__ = [
     "sft",
     "sft_loss",
 ]
-
-
-def _sigmoid(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 def _log_sigmoid(x):
@@ -116,8 +112,7 @@ def sample_demonstrations(mu, pi_demo, n: int, *, rng):
     if pi_demo.ndim != 2:
         raise ShapeError(f"`pi_demo` must have shape (X, Y); got {pi_demo.shape}")
     pi_demo = check_prob_table(pi_demo, pi_demo.shape[0], pi_demo.shape[1], name="pi_demo").real
-    mu = as_float_array(mu, "mu", shape=(pi_demo.shape[0],))
-    check_prob_table(mu[None, :], 1, mu.size, name="mu")
+    mu = _check_mu(mu, pi_demo.shape[0])
     n = check_int(n, "n", minimum=1)
     rng = as_rng(rng)
     x = rng.choice(mu.size, size=n, p=mu)
@@ -231,8 +226,7 @@ def reward_model_population_loss(params, mu, pi_ref, reward, *, features=None, l
     reward = as_float_array(reward, "reward", ndim=2)
     shape = reward.shape
     pi_ref = check_reference(pi_ref, shape)
-    mu = as_float_array(mu, "mu", shape=(shape[0],))
-    check_prob_table(mu[None, :], 1, shape[0], name="mu")
+    mu = _check_mu(mu, shape[0])
     features = _rm_features(features, shape)
     params, r = _rm_table(params, shape, features)
     l2 = check_float(l2, "l2", low=0.0)

@@ -24,6 +24,7 @@ import numpy as np
 from .. import objectives, optim
 from .._validation import (
     ArgumentTypeError,
+    NumericalError,
     ValidationError,
     as_rng,
     check_float,
@@ -38,7 +39,7 @@ from .reward_model import (
     sft,
 )
 from .updates import group_weights, rebel_step, sample_groups
-from .world import KLProblem, Metrics, World, demonstrator, evaluate
+from .world import KLProblem, Metrics, World, _parse_items, demonstrator, evaluate
 
 __all__ = ["SETTINGS", "Pipeline", "Run", "parse_algorithm", "prepare", "train"]
 
@@ -165,18 +166,8 @@ def parse_algorithm(spec: str):
     name, _, rest = spec.partition(":")
     if name not in SETTINGS:
         raise ValidationError(f"`algorithm`: unknown {name!r}; valid: {', '.join(SETTINGS)}")
-    opts = {}
-    for item in filter(None, (t.strip() for t in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq or key not in SETTINGS[name]:
-            raise ValidationError(f"`algorithm`: bad option {item!r} for {name!r}; options: "
-                                  f"{', '.join(SETTINGS[name]) or 'none'}")
-        conv = type(SETTINGS[name][key])
-        try:
-            opts[key] = conv(value)
-        except ValueError as exc:
-            raise ValidationError(f"`algorithm`: {key}={value!r} is not a valid {conv.__name__}") from exc
-    return name, opts
+    converters = {key: type(default) for key, default in SETTINGS[name].items()}
+    return name, _parse_items(rest, converters, "algorithm", repr(name), "option")
 
 
 def _label(name, opts):
@@ -184,11 +175,22 @@ def _label(name, opts):
 
 
 class _Recorder:
-    def __init__(self, pipe, theta, opponent):
+    """Exact metrics of every iterate; a non-finite iterate stops the run with a
+    :class:`~tabularpg.NumericalError` naming the algorithm, the iteration and the step."""
+
+    def __init__(self, pipe, theta, opponent, label, step_name, step):
         self.pipe, self.opponent = pipe, opponent
+        self.label, self.step_name, self.step = label, step_name, step
         self.rows = [pipe.metrics(theta, opponent)]
 
     def add(self, theta):
+        if not np.all(np.isfinite(theta)):
+            it = len(self.rows)
+            err = NumericalError(f"{self.label}: at iteration {it} with {self.step_name} = {self.step}: theta has "
+                                 f"{int(np.sum(~np.isfinite(theta)))} non-finite entries; the run stops here "
+                                 f"(a smaller {self.step_name} may help)")
+            err.algorithm, err.iteration, err.step_size = self.label, it, self.step
+            raise err
         self.rows.append(self.pipe.metrics(theta, self.opponent))
 
     def history(self):
@@ -209,6 +211,8 @@ def _surrogate_epochs(pipe, theta_old, batch, adv, *, lr, epochs, clip, kl_weigh
         if kl_weight is not None:
             w = w + kl_weight(theta, s, a)
         theta = theta + lr * pol.contract(theta, s, w / N, a)
+        if not np.all(np.isfinite(theta)):
+            break                                   # diverged: the caller refuses the iterate
     return theta
 
 
@@ -235,6 +239,12 @@ def train(pipe: Pipeline, algorithm: str, *, n_iter: int = 100, n_prompts=None, 
     Returns
     -------
     Run
+
+    Raises
+    ------
+    NumericalError
+        When an iterate becomes non-finite (a step too large for the problem); the message
+        names the algorithm, the iteration and the step size.
 
     Notes
     -----
@@ -266,59 +276,58 @@ def train(pipe: Pipeline, algorithm: str, *, n_iter: int = 100, n_prompts=None, 
     label = _label(name, settings)
     t0 = time.perf_counter()
     theta = np.array(pipe.theta_ref, dtype=float, copy=True)
-    rec = _Recorder(pipe, theta, opponent)
+    step_name = "eta" if name == "rebel" else "lr"
+    rec = _Recorder(pipe, theta, opponent, label, step_name, settings.get(step_name))
     if name == "sft":
         return Run(label, theta, rec.history(), pipe.sft_fit.n_iter, time.perf_counter() - t0, 0)
-    if name == "dpo":
-        lr = check_float(settings["lr"], "lr", low=0.0)
+    # overflow in a diverging step is not warned about: _Recorder.add refuses the non-finite iterate
+    with np.errstate(over="ignore", invalid="ignore"):
+        if name == "dpo":
+            lr = check_float(settings["lr"], "lr", low=0.0)
+            for _ in range(n_iter):
+                _, g = optim.dpo_loss(pol, theta, pipe.pi_ref, pipe.prefs, beta=prob.beta)
+                theta = theta - lr * g
+                rec.add(theta)
+            return Run(label, theta, rec.history(), n_iter, time.perf_counter() - t0, 0)
+        k = check_int(settings["k"], "k", minimum=1)
+        log_ref = np.log(prob.pi_ref)
+        lengths = prob.length if prob.length is not None else np.ones(prob.shape, dtype=int)
+        baseline = 0.0
+        critic = np.sum(prob.pi_ref * prob.reward, axis=1)  # V(x) of pi_ref under the reward model
         for _ in range(n_iter):
-            _, g = optim.dpo_loss(pol, theta, pipe.pi_ref, pipe.prefs, beta=prob.beta)
-            theta = theta - lr * g
-            rec.add(theta)
-        return Run(label, theta, rec.history(), n_iter, time.perf_counter() - t0, 0)
-    k = check_int(settings["k"], "k", minimum=1)
-    log_ref = np.log(prob.pi_ref)
-    lengths = prob.length if prob.length is not None else np.ones(prob.shape, dtype=int)
-    baseline = 0.0
-    critic = np.sum(prob.pi_ref * prob.reward, axis=1)  # V(x) of pi_ref under the reward model
-    for _ in range(n_iter):
-        x, y, batch = sample_groups(prob, pol, theta, n, k, rng=rng)
-        r = batch.rewards[:, 0].reshape(n, k)
-        logp = pol.log_probs(theta)
-        lr_ = (logp - log_ref)[x[:, None], y]
-        R = r - prob.beta * lr_
-        if name == "rebel":
-            theta = rebel_step(prob, pol, theta, x, y, eta=settings["eta"])
-        elif name in ("reinforce", "rloo") or (name in ("grpo", "dr_grpo") and settings["epochs"] == 1):
-            length = lengths[x[:, None], y] if name == "grpo" else None
-            c = group_weights(name, r, lr_, beta=prob.beta, length=length, baseline=baseline)
-            theta = theta + settings["lr"] * pol.contract(theta, np.repeat(x, k), c.ravel() / n, y.ravel())
-            if name == "reinforce":
-                d = settings["baseline_decay"]
-                baseline = d * baseline + (1 - d) * float(R.mean())
-        elif name == "ppo":
-            adv = (R - critic[x][:, None]).reshape(-1, 1)
-            theta = _surrogate_epochs(pipe, theta, batch, adv, lr=settings["lr"], epochs=settings["epochs"],
-                                      clip=settings["clip"])
-            cl = settings["critic_lr"]
-            sums = np.bincount(x, R.mean(axis=1), minlength=prob.shape[0])
-            counts = np.bincount(x, minlength=prob.shape[0])
-            seen = counts > 0
-            critic[seen] += cl * (sums[seen] / counts[seen] - critic[seen])
-        else:  # grpo / dr_grpo with several epochs
-            centered = r - r.mean(axis=1, keepdims=True)
-            if name == "grpo":
-                A = centered / (r.std(axis=1, ddof=1, keepdims=True) + 1e-4)
-                L = lengths[x[:, None], y].astype(float)
-            else:
-                A = centered
-                L = np.ones_like(A)
-            Lf = L.ravel()
+            x, y, batch = sample_groups(prob, pol, theta, n, k, rng=rng)
+            r = batch.rewards[:, 0].reshape(n, k)
+            logp = pol.log_probs(theta)
+            lr_ = (logp - log_ref)[x[:, None], y]
+            R = r - prob.beta * lr_
+            if name == "rebel":
+                theta = rebel_step(prob, pol, theta, x, y, eta=settings["eta"])
+            elif name in ("reinforce", "rloo") or (name in ("grpo", "dr_grpo") and settings["epochs"] == 1):
+                length = lengths[x[:, None], y] if name == "grpo" else None
+                c = group_weights(name, r, lr_, beta=prob.beta, length=length, baseline=baseline)
+                theta = theta + settings["lr"] * pol.contract(theta, np.repeat(x, k), c.ravel() / n, y.ravel())
+                if name == "reinforce":
+                    d = settings["baseline_decay"]
+                    baseline = d * baseline + (1 - d) * float(R.mean())
+            elif name == "ppo":
+                adv = (R - critic[x][:, None]).reshape(-1, 1)
+                theta = _surrogate_epochs(pipe, theta, batch, adv, lr=settings["lr"], epochs=settings["epochs"],
+                                          clip=settings["clip"])
+                cl = settings["critic_lr"]
+                sums = np.bincount(x, R.mean(axis=1), minlength=prob.shape[0])
+                counts = np.bincount(x, minlength=prob.shape[0])
+                seen = counts > 0
+                critic[seen] += cl * (sums[seen] / counts[seen] - critic[seen])
+            else:  # grpo / dr_grpo with several epochs: clipped-ratio steps on the group's advantages
+                L = lengths[x[:, None], y].astype(float) if name == "grpo" else np.ones((n, k))
+                # k * the reward part of the one-epoch weights is A / |y| (GRPO) or A (Dr. GRPO)
+                adv = k * group_weights(name, r, np.zeros_like(r), beta=0.0, length=L if name == "grpo" else None)
+                Lf = L.ravel()
 
-            def kl_weight(th, s, a, Lf=Lf):
-                lr_th = pol.log_probs(th)[s, a] - log_ref[s, a]
-                return -prob.beta * -np.expm1(-lr_th) / Lf
-            theta = _surrogate_epochs(pipe, theta, batch, (A / L).reshape(-1, 1), lr=settings["lr"],
-                                      epochs=settings["epochs"], clip=settings["clip"], kl_weight=kl_weight)
-        rec.add(theta)
-    return Run(label, theta, rec.history(), n_iter, time.perf_counter() - t0, n_iter * n * k)
+                def kl_weight(th, s, a, Lf=Lf):
+                    lr_th = pol.log_probs(th)[s, a] - log_ref[s, a]
+                    return -prob.beta * -np.expm1(-lr_th) / Lf
+                theta = _surrogate_epochs(pipe, theta, batch, adv.reshape(-1, 1), lr=settings["lr"],
+                                          epochs=settings["epochs"], clip=settings["clip"], kl_weight=kl_weight)
+            rec.add(theta)
+        return Run(label, theta, rec.history(), n_iter, time.perf_counter() - t0, n_iter * n * k)

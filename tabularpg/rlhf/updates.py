@@ -84,6 +84,9 @@ __all__ = [
 #: On-policy algorithms with a sampled update and its exact expectation.
 ALGORITHMS = ("reinforce", "ppo", "rloo", "rebel", "grpo", "dr_grpo")
 _GROUP = ("rloo", "grpo", "dr_grpo")
+#: The keyword options of :func:`group_weights` each algorithm uses.
+_ALGORITHM_OPTIONS = {"reinforce": ("baseline",), "ppo": ("baseline",), "rloo": (), "rebel": ("eta",),
+                      "grpo": ("eps",), "dr_grpo": ("max_length",)}
 
 
 def _check_algorithm(algorithm):
@@ -159,6 +162,9 @@ def group_weights(algorithm: str, reward, log_ratio, *, beta: float, length=None
         if eps == 0 and np.any(std == 0):
             raise ValidationError("`eps` = 0 divides by a zero std (a group with equal rewards); pass eps > 0")
         L = 1.0 if length is None else np.asarray(length, dtype=float)
+        if length is not None and (L.shape != r.shape or not np.all(L >= 1)):
+            raise ValidationError(f"`length` must have the shape of `reward` {r.shape} with entries >= 1; got "
+                                  f"shape {L.shape}" + (f", min {L.min():g}" if L.shape == r.shape else ""))
         return (centered / (std + eps) + kl_w) / (k * L)
     max_length = check_float(max_length, "max_length")
     if max_length <= 0:
@@ -177,11 +183,13 @@ def _check_policy(policy, problem):
 
 
 def _options(algorithm, problem, beta, options):
-    """Group-weight keyword arguments with the problem's defaults filled in."""
-    allowed = {"baseline", "eta", "eps", "max_length"}
-    unknown = set(options) - allowed
+    """Group-weight keyword arguments with the problem's defaults filled in; an option the
+    algorithm does not use is refused (it would be silently ignored)."""
+    allowed = _ALGORITHM_OPTIONS[algorithm]
+    unknown = set(options) - set(allowed)
     if unknown:
-        raise ValidationError(f"unknown option(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        raise ValidationError(f"unknown option(s) {sorted(unknown)} for {algorithm!r}; allowed: "
+                              f"{', '.join(allowed) or 'none'}")
     opts = dict(options)
     opts["beta"] = problem.beta if beta is None else beta
     return opts
@@ -227,7 +235,7 @@ def sampled_update(algorithm: str, problem: KLProblem, policy: Policy, theta, x,
     opts = _options(algorithm, problem, beta, options)
     if "baseline" in opts:
         opts["baseline"] = _per_prompt(opts["baseline"], x)
-    l = problem.log_ratio(policy.probs(theta))
+    l = policy.log_probs(theta) - np.log(problem.pi_ref)    # log-probabilities: finite where pi underflows
     xx = x[:, None]
     length = problem.length[xx, y] if (problem.length is not None and algorithm == "grpo") else None
     c = group_weights(algorithm, problem.reward[xx, y], l[xx, y], length=length, **opts)
@@ -303,18 +311,21 @@ def update_moments(algorithm: str, problem: KLProblem, policy: Policy, theta, *,
 
     Returns ``(mean, cov)``: ndarrays of shape (p,) and (p, p), ``p = theta.size``. For ``n``
     prompts the mean is the same and the covariance is ``cov / n``.
+
+    The update of each of the :math:`X Y^k` outcomes is one "episode" of
+    :meth:`~tabularpg.Policy.contract_episodes` (``k`` weighted responses to one prompt), so
+    the largest array is the (X Y^k, p) table of updates; refused beyond ``max_terms`` entries.
     """
-    X, Y = problem.shape
-    if X * Y ** check_int(k, "k", minimum=1) * X * Y > max_terms:
-        raise EnumerationTooLargeError(f"the outcome tables need X^2 Y^(k+1) = {X * X * Y ** (k + 1):.3g} "
-                                       f"entries; limit `max_terms`={max_terms:g}")
     theta, T, p, c = _enumerated_weights(algorithm, problem, policy, theta, k, beta, options, max_terms)
-    M = T.shape[0]
-    onehot = (T[:, :, None] == np.arange(Y)).astype(float)   # (M, k, Y)
-    rows = np.einsum("xmk,mky->xmy", c, onehot)               # (X, M, Y)
-    tables = np.zeros((X, M, X, Y))
-    tables[np.arange(X), :, np.arange(X), :] = rows
-    g = policy.contract_table(theta, tables.reshape(X * M, X, Y)).reshape(X * M, -1)
+    X, Y = problem.shape
+    M, k = T.shape
+    if X * M * policy.n_params > max_terms:
+        raise EnumerationTooLargeError(f"the per-outcome updates need X Y^k p = {X * M * policy.n_params:.3g} "
+                                       f"entries (X={X}, Y={Y}, k={k}, p={policy.n_params}); "
+                                       f"limit `max_terms`={max_terms:g}")
+    outcome = np.repeat(np.arange(X * M), k)                   # outcome x * M + m, k responses each
+    g = policy.contract_episodes(theta, outcome, X * M, np.repeat(np.arange(X), M * k), c.ravel(),
+                                 np.tile(T.ravel(), X)).reshape(X * M, -1)
     prob = (problem.mu[:, None] * p).ravel()
     mean = prob @ g
     dev = g - mean
@@ -401,8 +412,11 @@ def rebel_step(problem: KLProblem, policy: Policy, theta, x, y, *, eta: float, c
         - \log\frac{\pi_\theta(y'_i|x_i)}{\pi_{\theta_t}(y'_i|x_i)}\Big) - \big(R(x_i, y_i) - R(x_i, y'_i)\big)\Big)^2,
 
     with the KL-penalized reward :math:`R = r - \beta\log(\pi_{\theta_t}/\pi_{ref})`. For
-    logits linear in :math:`\theta` (both built-in policies) the objective is a linear least
-    squares problem, solved by conjugate gradient from :math:`\theta_t` (the minimum-norm step).
+    logits linear in :math:`\theta` (:class:`~tabularpg.TabularSoftmax`,
+    :class:`~tabularpg.LinearSoftmax`) the objective is a linear least squares problem, solved
+    by conjugate gradient from :math:`\theta_t` (the minimum-norm step); for
+    :class:`~tabularpg.NeuralSoftmax` the logits are linearized at :math:`\theta_t`, so the
+    step is one Gauss-Newton step of the regression, not its exact minimizer.
 
     Parameters
     ----------
@@ -422,7 +436,7 @@ def rebel_step(problem: KLProblem, policy: Policy, theta, x, y, *, eta: float, c
     x, y = np.asarray(x), np.asarray(y)
     if y.ndim != 2 or x.shape != (y.shape[0],) or y.shape[1] % 2:
         raise ShapeError(f"`y` must have shape (n, 2m) with `x` of shape (n,); got {y.shape} and {x.shape}")
-    R = problem.reward - problem.beta * problem.log_ratio(policy.probs(theta))
+    R = problem.reward - problem.beta * (policy.log_probs(theta) - np.log(problem.pi_ref))
     xr = np.repeat(x, y.shape[1] // 2)
     y1, y2 = y[:, 0::2].ravel(), y[:, 1::2].ravel()
     return _rebel_solve(policy, theta, xr, y1, y2, R[xr, y1] - R[xr, y2], np.ones(xr.size), eta,
@@ -445,8 +459,9 @@ def rebel_population_step(problem: KLProblem, policy: Policy, theta, *, eta: flo
     if eta <= 0:
         raise ValidationError(f"`eta` must be > 0; got {eta}")
     X, Y = problem.shape
-    pi = policy.probs(theta)
-    R = problem.reward - problem.beta * problem.log_ratio(pi)
+    logp = policy.log_probs(theta)
+    pi = np.exp(logp)
+    R = problem.reward - problem.beta * (logp - np.log(problem.pi_ref))
     x, y1, y2 = (a.ravel() for a in np.meshgrid(np.arange(X), np.arange(Y), np.arange(Y), indexing="ij"))
     w = problem.mu[x] * pi[x, y1] * pi[x, y2]
     return _rebel_solve(policy, theta, x, y1, y2, R[x, y1] - R[x, y2], w, eta,

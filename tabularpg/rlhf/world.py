@@ -47,6 +47,8 @@ __all__ = [
     "KLProblem",
     "Metrics",
     "World",
+    "check_reference",
+    "demonstrator",
     "evaluate",
     "kl_to_reference",
     "length_bias_world",
@@ -66,6 +68,21 @@ def _positive(value, name):
     if value <= 0:
         raise ValidationError(f"`{name}` must be > 0; got {value}")
     return value
+
+
+def _bandit_mdp(reward, mu) -> MDP:
+    """Horizon-1 MDP: states = prompts (X,), actions = responses, ``reward`` (X, Y)."""
+    X, Y = reward.shape
+    P = np.zeros((X, Y, X))
+    P[:, :, 0] = 1.0  # irrelevant: every episode ends after one response
+    return MDP(P, reward, mu, gamma=1.0, horizon=1)
+
+
+def _check_mu(mu, n_prompts: int) -> np.ndarray:
+    """The prompt distribution: a probability vector of shape (X,)."""
+    mu = as_float_array(mu, "mu", shape=(n_prompts,))
+    check_prob_table(mu[None, :], 1, n_prompts, name="mu")
+    return mu
 
 
 def check_reference(pi_ref, shape, name: str = "pi_ref") -> np.ndarray:
@@ -107,8 +124,7 @@ class World:
         X, Y = reward.shape
         if X < 1 or Y < 2:
             raise ShapeError(f"`reward` must have shape (X, Y) with X >= 1, Y >= 2; got {reward.shape}")
-        mu = as_float_array(self.mu, "mu", shape=(X,))
-        check_prob_table(mu[None, :], 1, X, name="mu")
+        mu = _check_mu(self.mu, X)
         length = np.asarray(self.length)
         if length.shape != (X, Y):
             raise ShapeError(f"`length` must have shape {(X, Y)}; got {length.shape}")
@@ -121,9 +137,7 @@ class World:
             arr = np.array(arr, copy=True)
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
-        P = np.zeros((X, Y, X))
-        P[:, :, 0] = 1.0  # irrelevant: every episode ends after one response
-        object.__setattr__(self, "_mdp", MDP(P, self.reward, self.mu, gamma=1.0, horizon=1))
+        object.__setattr__(self, "_mdp", _bandit_mdp(self.reward, self.mu))
 
     @property
     def n_prompts(self) -> int:
@@ -246,17 +260,25 @@ def make_world(spec: str) -> World:
     if name not in _WORLDS:
         raise ValidationError(f"`spec`: unknown world {name!r}; valid names: {', '.join(sorted(_WORLDS))}")
     ctor, keys = _WORLDS[name]
-    kwargs = {}
+    items = _parse_items(rest, {key: conv for key, (_, conv) in keys.items()}, "spec", f"world {name!r}", "key")
+    return ctor(**{keys[key][0]: value for key, value in items.items()})
+
+
+def _parse_items(rest: str, converters: dict, argument: str, what: str, noun: str) -> dict:
+    """The ``key=value,...`` tail of a spec: ``{key: converters[key](value)}``; an unknown
+    key or an unconvertible value raises a ValidationError naming ``argument``."""
+    out = {}
     for item in filter(None, (t.strip() for t in rest.split(","))):
         key, eq, value = item.partition("=")
-        if not eq or key not in keys:
-            raise ValidationError(f"`spec`: bad item {item!r} for world {name!r}; keys: {', '.join(keys)}")
-        arg, conv = keys[key]
+        if not eq or key not in converters:
+            raise ValidationError(f"`{argument}`: bad {noun} {item!r} for {what}; {noun}s: "
+                                  f"{', '.join(converters) or 'none'}")
+        conv = converters[key]
         try:
-            kwargs[arg] = conv(value)
+            out[key] = conv(value)
         except ValueError as exc:
-            raise ValidationError(f"`spec`: {key}={value!r} is not a valid {conv.__name__}") from exc
-    return ctor(**kwargs)
+            raise ValidationError(f"`{argument}`: {key}={value!r} is not a valid {conv.__name__}") from exc
+    return out
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -293,8 +315,7 @@ def _mu_pair(mu, pi, other, other_name):
         raise ShapeError(f"`pi` must have shape (X, Y); got {pi.shape}")
     pi = _table(pi, pi.shape, "pi")
     other = _table(other, pi.shape, other_name)
-    mu = as_float_array(mu, "mu", shape=(pi.shape[0],))
-    check_prob_table(mu[None, :], 1, mu.size, name="mu")
+    mu = _check_mu(mu, pi.shape[0])
     return mu, pi, other
 
 
@@ -350,8 +371,7 @@ class KLProblem:
     def __post_init__(self):
         reward = as_float_array(self.reward, "reward", ndim=2)
         X, Y = reward.shape
-        mu = as_float_array(self.mu, "mu", shape=(X,))
-        check_prob_table(mu[None, :], 1, X, name="mu")
+        mu = _check_mu(self.mu, X)
         pi_ref = check_reference(self.pi_ref, (X, Y))
         beta = _positive(self.beta, "beta")
         length = None
@@ -362,12 +382,13 @@ class KLProblem:
             if length.min() < 1:
                 raise ValidationError(f"`length` entries must be >= 1; got min {length.min()}")
         for name, arr in (("mu", mu), ("reward", reward), ("pi_ref", pi_ref), ("length", length)):
+            if arr is not None:   # read-only copies, as in World: the problem cannot change under a run
+                arr = np.array(arr, copy=True)
+                arr.setflags(write=False)
             object.__setattr__(self, name, arr)
         object.__setattr__(self, "beta", beta)
-        P = np.zeros((X, Y, X))
-        P[:, :, 0] = 1.0
-        object.__setattr__(self, "_mdp", MDP(P, reward, mu, gamma=1.0, horizon=1))
-        object.__setattr__(self, "_soft", MDP(P, reward + beta * np.log(pi_ref), mu, gamma=1.0, horizon=1))
+        object.__setattr__(self, "_mdp", _bandit_mdp(reward, mu))
+        object.__setattr__(self, "_soft", _bandit_mdp(reward + beta * np.log(pi_ref), mu))
 
     @property
     def shape(self) -> tuple:
