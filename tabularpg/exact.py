@@ -11,8 +11,8 @@ with :math:`P_\pi` restricted to decision (non-terminal) states. ``d`` is the
 **unnormalized** discounted occupancy :math:`d(s) = \sum_t \gamma^t \Pr(s_t = s)`, so that
 :math:`J = \mu^\top V = d^\top r_\pi` and :math:`\sum_s d(s) = 1/(1-\gamma)` without terminal
 states. Dense MDPs factor :math:`I-\gamma P_\pi` once (LU) and reuse the factors for ``V``
-and, by a transposed solve, for ``d``. Sparse MDPs use GMRES with a stated relative
-residual tolerance.
+and, by a transposed solve, for ``d``. Sparse MDPs use a Krylov method with a stated
+relative residual tolerance.
 
 Finite horizon ``H``: backward induction for ``V[t, s]``, ``Q[t, s, a]`` (value from time
 ``t`` on) and a forward pass for ``d[t, s] = gamma^t Pr(s_t = s, alive)``.
@@ -32,6 +32,38 @@ constant (Kakade 2001).
 
 Every function accepts complex ``pi`` / ``theta`` so that the complex-step derivative of
 :func:`objective` is available as an oracle.
+
+Exactness guarantee
+-------------------
+Every exact number returned satisfies its equation to a stated relative residual, and
+comes from a system whose condition number is bounded; otherwise nothing is returned.
+
+* Dense: ``V`` satisfies :math:`\|r_\pi + \gamma P_\pi V - V\|_\infty \le`
+  ``RESIDUAL_RTOL`` :math:`(\|I-\gamma P_\pi\|_\infty\|V\|_\infty + \|r_\pi\|_\infty)`
+  (checked through ``Q`` at no extra cost; LU with partial pivoting gives ~1e-16), and
+  ``d`` comes from the same factorization by a transposed solve.
+* Sparse: every Krylov solve is checked on its true residual,
+  :math:`\|b - Mx\|_2 \le` ``rtol`` :math:`\|b\|_2` (default ``SPARSE_RTOL``), else
+  :class:`ConvergenceError`.
+* Conditioning. :math:`M = I - \gamma P_\pi` has a non-negative inverse, so its condition
+  number is exactly :math:`\kappa_\infty = \|M\|_\infty \max_s t(s)` with
+  :math:`t = M^{-1}\mathbf 1` the expected (discounted) number of decisions before
+  termination. With ``gamma < 1``, :math:`\max t \le 1/(1-\gamma)` bounds it for free;
+  with ``gamma = 1`` (terminal states) ``t`` -- the expected episode length from every
+  state -- is solved for with the same factorization. Refused, never returned:
+
+  - ``gamma = 1``: an expected episode length above ``MAX_EXPECTED_STEPS`` (1e8), or a
+    numerically singular :math:`I - P_\pi` -> :class:`ImproperPolicyError` naming the
+    worst states and their expected lengths (or, when no length can be computed, the
+    states where the episode is trapped);
+  - any ``gamma``: :math:`\kappa_\infty >` ``MAX_CONDITION`` (1e10) ->
+    :class:`~tabularpg._validation.NumericalError`.
+
+  So the relative error of every returned ``V``, ``Q``, ``d``, ``J`` is at most about
+  :math:`\kappa_\infty \varepsilon \le 2\cdot 10^{8}\cdot 2^{-53}` for ``gamma = 1``
+  and :math:`2\cdot 10^{10}\cdot 2^{-53} \approx 2\cdot 10^{-6}` in the worst accepted
+  discounted case (typically 1e-14). Policies that are exactly improper (some state
+  never reaches a terminal state) are found by a graph search first.
 """
 from __future__ import annotations
 
@@ -45,7 +77,7 @@ import scipy.sparse.linalg as spla
 
 from ._validation import (
     ImproperPolicyError,
-    TabularPGError,
+    NumericalError,
     check_float,
     check_prob_table,
 )
@@ -66,13 +98,30 @@ __all__ = [
     "fisher_vector_product",
     "natural_gradient",
     "SPARSE_RTOL",
+    "RESIDUAL_RTOL",
+    "MAX_CONDITION",
+    "MAX_EXPECTED_STEPS",
 ]
 
-#: Default relative residual tolerance of the sparse (GMRES) solves.
+#: Default relative residual tolerance of the sparse (Krylov) solves:
+#: ``||b - M x||_2 <= SPARSE_RTOL ||b||_2``, checked on the true residual.
 SPARSE_RTOL = 1e-12
 
+#: Dense solves: bound on the normwise relative residual
+#: ``||r_pi + gamma P_pi V - V||_inf / (||I - gamma P_pi||_inf ||V||_inf + ||r_pi||_inf)``
+#: of every returned ``V`` (LU with partial pivoting gives about 1e-16).
+RESIDUAL_RTOL = 1e-12
 
-class ConvergenceError(TabularPGError, RuntimeError):
+#: Largest accepted condition number ``kappa_inf(I - gamma P_pi)``; the relative error
+#: of a returned solution is at most about ``kappa * residual``.
+MAX_CONDITION = 1e10
+
+#: With ``gamma = 1``: largest accepted expected episode length (steps to termination)
+#: from any state; longer is refused as nearly improper.
+MAX_EXPECTED_STEPS = 1e8
+
+
+class ConvergenceError(NumericalError, RuntimeError):
     """An iterative solver did not reach its stated tolerance."""
 
 
@@ -140,13 +189,110 @@ def _check_proper(mdp: MDP, pi: np.ndarray) -> None:
             f"({bad.size} states); use gamma < 1, a horizon, or a policy that reaches a terminal state")
 
 
+def _lapack(name: str, a: np.ndarray):
+    """The LAPACK routine ``name`` ('getrf', 'getrs') for the dtype of ``a`` (d/z prefix)."""
+    return sla.get_lapack_funcs((name,), (a,))[0]
+
+
+def _name_states(t: np.ndarray, k: int = 5) -> str:
+    """'state 3 (1.2e+09 steps), state 4 (1.1e+09 steps), ...' for the ``k`` largest ``t``."""
+    order = np.argsort(-t)[:k]
+    n_above = int(np.sum(t > MAX_EXPECTED_STEPS))
+    more = f", ... ({n_above} states above {MAX_EXPECTED_STEPS:.0e})" if n_above > k else ""
+    return ", ".join(f"state {s} ({t[s]:.3g} steps)" for s in order) + more
+
+
+def _trapped_states(mdp: MDP, pi: np.ndarray, k: int = 5) -> str:
+    """Name the states where a numerically non-terminating policy is trapped.
+
+    Used when ``I - P_pi`` is numerically singular, so that no expected length can be
+    solved for: power iteration on the sub-stochastic ``P_pi`` (terminal transitions
+    removed) converges to its quasi-stationary distribution, whose mass sits on the
+    trap; its survival rate ``lam`` per step gives an expected length ``1 / (1 - lam)``.
+    """
+    P_pi = mdp.transition_matrix(np.asarray(pi).real)
+    x = mdp.nonterminal / max(mdp.nonterminal.sum(), 1.0)
+    lam = 1.0
+    for _ in range(200):
+        y = P_pi.T @ x
+        lam = float(y.sum())
+        if lam <= 0.0:
+            break
+        x = y / lam
+    order = [s for s in np.argsort(-x)[:k] if x[s] > 0]
+    length = "at least 1/eps = 4.5e+15" if lam >= 1.0 - 2.0 ** -52 else f"about {1.0 / (1.0 - lam):.3g}"
+    return (f"the episode is trapped among states {[int(s) for s in order]} (expected length "
+            f"{length} steps, {1.0 - lam:.3g} chance per step of leaving)")
+
+
+def _refuse_length(mdp: MDP, pi, t, norm_inf, why: str):
+    """Raise ImproperPolicyError (gamma = 1) or NumericalError (gamma < 1) for a system
+    whose expected (discounted) length ``t`` is unusable."""
+    keep = ~mdp.terminal
+    finite = t is not None and np.all(np.isfinite(t)) and np.all(t[keep] >= 0.5)
+    if mdp.gamma == 1.0:
+        where = (f"expected episode lengths: {_name_states(t)}" if finite
+                 else _trapped_states(mdp, pi))
+        raise ImproperPolicyError(
+            f"policy is nearly improper: {why}; {where}. With gamma = 1, exact values are "
+            f"returned only when every expected episode length is at most "
+            f"MAX_EXPECTED_STEPS = {MAX_EXPECTED_STEPS:.0e} (condition number of I - P_pi at "
+            f"most {2 * MAX_EXPECTED_STEPS:.0e}); use gamma < 1, a horizon, or a policy that "
+            "terminates sooner")
+    where = f"; largest expected discounted lengths: {_name_states(t)}" if finite else ""
+    raise NumericalError(
+        f"I - gamma P_pi (gamma = {mdp.gamma!r}) is too ill-conditioned to solve exactly: "
+        f"{why}{where}; the bound is MAX_CONDITION = {MAX_CONDITION:.0e}")
+
+
+def _check_length(mdp: MDP, pi, t, norm_inf: float) -> None:
+    """Refuse when the expected lengths ``t = (I - gamma P_pi)^-1 1`` make the system
+    (numerically) singular: ``kappa_inf = ||M||_inf max(t)`` is the exact condition number
+    because ``(I - gamma P_pi)^-1 >= 0`` entrywise."""
+    tr = t.real
+    if not (np.all(np.isfinite(tr)) and np.all(tr[mdp.terminal == 0] >= 1.0 - 1e-6)):
+        _refuse_length(mdp, pi, None, norm_inf, "I - gamma P_pi is numerically singular")
+    t_max = float(tr.max(initial=0.0))
+    if mdp.gamma == 1.0 and t_max > MAX_EXPECTED_STEPS:
+        _refuse_length(mdp, pi, tr, norm_inf,
+                       f"the expected episode length reaches {t_max:.3g} steps")
+    if norm_inf * t_max > MAX_CONDITION:
+        _refuse_length(mdp, pi, tr, norm_inf,
+                       f"condition number {norm_inf * t_max:.3g}")
+
+
+def _needs_length(mdp: MDP) -> bool:
+    """With gamma < 1, kappa_inf(I - gamma P_pi) <= (1 + gamma) / (1 - gamma) without a
+    solve; only systems where that bound exceeds MAX_CONDITION solve for ``t``."""
+    return mdp.gamma == 1.0 or (1.0 + mdp.gamma) > MAX_CONDITION * (1.0 - mdp.gamma)
+
+
+def _check_residual(res, scale, what: str, tol: float) -> None:
+    """Refuse a solution whose relative residual ``||res|| / scale`` exceeds ``tol``."""
+    err = float(np.max(np.abs(res), initial=0.0)) / scale if scale > 0 else 0.0
+    if not err <= tol:
+        raise NumericalError(f"{what}: relative residual {err:.3g} exceeds {tol:g}; "
+                             "the solution is not returned")
+
+
 def _sparse_solve(M, b, rtol, what):
+    """GMRES with the true residual checked: ``||b - M x||_2 <= rtol ||b||_2``."""
     x, info = spla.gmres(M, b, rtol=rtol, atol=0.0, restart=60, maxiter=2000)
-    if info != 0:
-        res = np.linalg.norm(M @ x - b) / max(np.linalg.norm(b), 1e-300)
+    nb = np.linalg.norm(b)
+    res = np.linalg.norm(b - M @ x) / nb if nb > 0 else np.linalg.norm(M @ x)
+    if info != 0 or not res <= rtol * (1 + 1e-6) or not np.all(np.isfinite(x)):
         raise ConvergenceError(f"GMRES for {what} stopped at relative residual {res:.3g} "
                                f"(target {rtol:g}, info={info})")
     return x
+
+
+def _norm_inf(M) -> float:
+    """``||M||_inf`` (max absolute row sum) of a dense or sparse matrix (real part)."""
+    if sp.issparse(M):
+        M = M.tocsr()
+        A = sp.csr_matrix((np.abs(M.data.real), M.indices, M.indptr), shape=M.shape)
+        return float(np.max(np.asarray(A.sum(axis=1)), initial=0.0))
+    return float(np.max(np.abs(M.real).sum(axis=1), initial=0.0))
 
 
 def _analyze_infinite(mdp: MDP, pi, rtol, with_d=True, r_sa=None):
@@ -155,18 +301,43 @@ def _analyze_infinite(mdp: MDP, pi, rtol, with_d=True, r_sa=None):
     r_sa = mdp.r_sa if r_sa is None else r_sa
     r_pi = np.einsum("sa,sa->s", pi, r_sa) * mdp.nonterminal
     mu = mdp.mu.astype(r_pi.dtype)
+    need_t = _needs_length(mdp)
     if mdp.is_sparse:
         M = (sp.identity(S, dtype=P_pi.dtype, format="csr") - mdp.gamma * P_pi).tocsr()
+        norm_inf = _norm_inf(M)
+        if need_t:
+            try:
+                t = _sparse_solve(M, np.asarray(mdp.nonterminal, dtype=M.dtype), rtol,
+                                  "t = (I - gamma P_pi)^-1 1 (expected lengths)")
+            except ConvergenceError as exc:
+                _refuse_length(mdp, pi, None, norm_inf, f"the expected-length solve failed ({exc})")
+            _check_length(mdp, pi, t, norm_inf)
         v = _sparse_solve(M, r_pi, rtol, "V = (I - gamma P_pi)^-1 r_pi")
         d = _sparse_solve(M.T.tocsr(), mu, rtol, "d = (I - gamma P_pi)^-T mu") if with_d else None
     else:
         M = np.eye(S, dtype=P_pi.dtype) - mdp.gamma * P_pi
-        lu = sla.lu_factor(M, check_finite=False)
-        v = sla.lu_solve(lu, r_pi, check_finite=False)
-        d = sla.lu_solve(lu, mu, trans=1, check_finite=False) if with_d else None
+        norm_inf = _norm_inf(M)
+        lu, piv, info = _lapack("getrf", M)(M, overwrite_a=True)
+        if info > 0:  # an exactly zero pivot: singular in floating point
+            _refuse_length(mdp, pi, None, norm_inf, "I - gamma P_pi is singular in floating point")
+        getrs = _lapack("getrs", lu)
+        rhs = np.stack([r_pi, mdp.nonterminal.astype(r_pi.dtype)], axis=1) if need_t else r_pi
+        x, _ = getrs(lu, piv, rhs)
+        if need_t:
+            v, t = x[:, 0], x[:, 1]
+            _check_length(mdp, pi, t, norm_inf)
+        else:
+            v = x
+        d = getrs(lu, piv, mu, trans=1)[0] if with_d else None  # plain transpose, also complex
     q = r_sa + mdp.gamma * mdp.next_state_expectation(v)
     if mdp.terminal.any():
         q = q * mdp.nonterminal[:, None]
+    if not mdp.is_sparse:
+        # Bellman residual of V from Q (no extra pass): sum_a pi Q - V = r_pi + gamma P_pi V - V
+        res = np.einsum("sa,sa->s", pi, q) - v
+        _check_residual(res, norm_inf * float(np.max(np.abs(v), initial=0.0))
+                        + float(np.max(np.abs(r_pi), initial=0.0)),
+                        "V = (I - gamma P_pi)^-1 r_pi", RESIDUAL_RTOL)
     return PolicyEvaluation(v=v, q=q, d=d, j=mdp.mu @ v)
 
 
@@ -197,7 +368,8 @@ def analyze(mdp: MDP, pi, *, rtol: float = SPARSE_RTOL, occupancy: bool = True, 
     pi : ndarray of shape (S, A)
         Action probabilities (rows sum to one; complex allowed for complex-step).
     rtol : float
-        Relative residual tolerance of the GMRES solves for sparse MDPs.
+        Relative residual tolerance of the Krylov solves for sparse MDPs, checked on the
+        true residual ``||b - M x||_2 <= rtol ||b||_2``.
     occupancy : bool
         Also compute ``d`` (default). With False, ``d`` is None and an infinite-horizon
         dense MDP does one LU and one solve instead of two solves.
@@ -212,7 +384,11 @@ def analyze(mdp: MDP, pi, *, rtol: float = SPARSE_RTOL, occupancy: bool = True, 
     Raises
     ------
     ImproperPolicyError
-        ``gamma == 1``, no horizon, and some state never reaches a terminal state.
+        ``gamma == 1``, no horizon, and some state never reaches a terminal state, or its
+        expected episode length exceeds ``MAX_EXPECTED_STEPS`` (nearly improper).
+    NumericalError
+        ``I - gamma P_pi`` is too ill-conditioned (``MAX_CONDITION``) or a residual
+        check fails (:class:`ConvergenceError` for sparse solves); see the module notes.
     """
     _check_mdp(mdp)
     pi = check_prob_table(pi, mdp.n_states, mdp.n_actions, atol=max(mdp.atol, 1e-8))
