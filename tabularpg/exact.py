@@ -295,49 +295,91 @@ def _norm_inf(M) -> float:
     return float(np.max(np.abs(M.real).sum(axis=1), initial=0.0))
 
 
+def _dense_infinite(mdp: MDP, pi, with_d: bool, r_sa):
+    """Dense infinite-horizon solve, one LU in place, no S x S temporaries.
+
+    ``M = I - gamma P_pi`` is written (C order) straight from one batched product
+    ``-gamma pi[s] @ P[s]``; its transpose is Fortran-contiguous, so ``getrf`` factors
+    ``M^T`` in place without a copy; ``V`` then uses the transposed solve and ``d`` the
+    plain one. ``Q`` is one matrix-vector product on the (S*A, S) view of ``P``.
+    """
+    S, A = mdp.n_states, mdp.n_actions
+    gamma = mdp.gamma
+    P = mdp.P
+    term = mdp.terminal
+    has_term = bool(term.any())
+    dtype = np.result_type(pi.dtype, r_sa.dtype, np.float64)
+    c = np.multiply(pi, -gamma, dtype=dtype)                    # (S, A)
+    M = np.empty((S, S), dtype=dtype)
+    np.matmul(c[:, None, :], P, out=M[:, None, :])              # M = -gamma P_pi
+    diag = M.reshape(-1)[:: S + 1]                              # view of the diagonal
+    if has_term:
+        M[:, term] = 0.0
+        M[term, :] = 0.0
+        # row sums of P_pi without the transitions into terminal states
+        rs = 1.0 - np.einsum("sa,sa->s", pi.real, P[:, :, term].sum(axis=2))
+        rs[term] = 0.0
+    else:
+        rs = 1.0
+    diag += 1.0
+    # ||M||_inf = max_s |M_ss| + gamma (rs_s - p_ss) with gamma p_ss = 1 - M_ss (real part)
+    dr = diag.real
+    norm_inf = float(np.max(np.abs(dr) + gamma * rs - (1.0 - dr)))
+    r_pi = np.einsum("sa,sa->s", pi, r_sa)
+    if has_term:
+        r_pi[term] = 0.0
+    lu, piv, info = _lapack("getrf", M)(M.T, overwrite_a=True)  # LU of M^T, in place
+    if info > 0:  # an exactly zero pivot: singular in floating point
+        _refuse_length(mdp, pi, None, norm_inf, "I - gamma P_pi is singular in floating point")
+    getrs = _lapack("getrs", lu)
+    if _needs_length(mdp):
+        ones = np.ones(S, dtype=dtype)
+        if has_term:
+            ones[term] = 0.0
+        x = getrs(lu, piv, np.stack([r_pi, ones], axis=1), trans=1)[0]
+        v, t = x[:, 0], x[:, 1]
+        _check_length(mdp, pi, t, norm_inf)
+    else:
+        v = getrs(lu, piv, r_pi, trans=1)[0]
+    d = getrs(lu, piv, mdp.mu.astype(dtype), trans=0)[0] if with_d else None
+    if has_term:
+        v[term] = 0.0
+    q = (P.reshape(S * A, S) @ v).reshape(S, A)
+    q *= gamma
+    q += r_sa
+    if has_term:
+        q[term] = 0.0
+    # Bellman residual of V through Q (no extra pass): sum_a pi Q - V = r_pi + gamma P_pi V - V
+    vhat = np.einsum("sa,sa->s", pi, q)
+    scale = norm_inf * np.max(np.abs(v)) + np.max(np.abs(r_pi))
+    err = np.max(np.abs(vhat - v))
+    if not err <= RESIDUAL_RTOL * scale:
+        _check_residual(vhat - v, scale, "V = (I - gamma P_pi)^-1 r_pi", RESIDUAL_RTOL)
+    return PolicyEvaluation(v=v, q=q, d=d, j=mdp.mu @ v)
+
+
 def _analyze_infinite(mdp: MDP, pi, rtol, with_d=True, r_sa=None):
+    r_sa = mdp.r_sa if r_sa is None else r_sa
+    if not mdp.is_sparse:
+        return _dense_infinite(mdp, pi, with_d, r_sa)
     S = mdp.n_states
     P_pi = mdp.transition_matrix(pi)
-    r_sa = mdp.r_sa if r_sa is None else r_sa
     r_pi = np.einsum("sa,sa->s", pi, r_sa) * mdp.nonterminal
     mu = mdp.mu.astype(r_pi.dtype)
-    need_t = _needs_length(mdp)
-    if mdp.is_sparse:
-        M = (sp.identity(S, dtype=P_pi.dtype, format="csr") - mdp.gamma * P_pi).tocsr()
-        norm_inf = _norm_inf(M)
-        if need_t:
-            try:
-                t = _sparse_solve(M, np.asarray(mdp.nonterminal, dtype=M.dtype), rtol,
-                                  "t = (I - gamma P_pi)^-1 1 (expected lengths)")
-            except ConvergenceError as exc:
-                _refuse_length(mdp, pi, None, norm_inf, f"the expected-length solve failed ({exc})")
-            _check_length(mdp, pi, t, norm_inf)
-        v = _sparse_solve(M, r_pi, rtol, "V = (I - gamma P_pi)^-1 r_pi")
-        d = _sparse_solve(M.T.tocsr(), mu, rtol, "d = (I - gamma P_pi)^-T mu") if with_d else None
-    else:
-        M = np.eye(S, dtype=P_pi.dtype) - mdp.gamma * P_pi
-        norm_inf = _norm_inf(M)
-        lu, piv, info = _lapack("getrf", M)(M, overwrite_a=True)
-        if info > 0:  # an exactly zero pivot: singular in floating point
-            _refuse_length(mdp, pi, None, norm_inf, "I - gamma P_pi is singular in floating point")
-        getrs = _lapack("getrs", lu)
-        rhs = np.stack([r_pi, mdp.nonterminal.astype(r_pi.dtype)], axis=1) if need_t else r_pi
-        x, _ = getrs(lu, piv, rhs)
-        if need_t:
-            v, t = x[:, 0], x[:, 1]
-            _check_length(mdp, pi, t, norm_inf)
-        else:
-            v = x
-        d = getrs(lu, piv, mu, trans=1)[0] if with_d else None  # plain transpose, also complex
+    M = (sp.identity(S, dtype=P_pi.dtype, format="csr") - mdp.gamma * P_pi).tocsr()
+    norm_inf = _norm_inf(M)
+    if _needs_length(mdp):
+        try:
+            t = _sparse_solve(M, np.asarray(mdp.nonterminal, dtype=M.dtype), rtol,
+                              "t = (I - gamma P_pi)^-1 1 (expected lengths)")
+        except ConvergenceError as exc:
+            _refuse_length(mdp, pi, None, norm_inf, f"the expected-length solve failed ({exc})")
+        _check_length(mdp, pi, t, norm_inf)
+    v = _sparse_solve(M, r_pi, rtol, "V = (I - gamma P_pi)^-1 r_pi")
+    d = _sparse_solve(M.T.tocsr(), mu, rtol, "d = (I - gamma P_pi)^-T mu") if with_d else None
     q = r_sa + mdp.gamma * mdp.next_state_expectation(v)
     if mdp.terminal.any():
         q = q * mdp.nonterminal[:, None]
-    if not mdp.is_sparse:
-        # Bellman residual of V from Q (no extra pass): sum_a pi Q - V = r_pi + gamma P_pi V - V
-        res = np.einsum("sa,sa->s", pi, q) - v
-        _check_residual(res, norm_inf * float(np.max(np.abs(v), initial=0.0))
-                        + float(np.max(np.abs(r_pi), initial=0.0)),
-                        "V = (I - gamma P_pi)^-1 r_pi", RESIDUAL_RTOL)
     return PolicyEvaluation(v=v, q=q, d=d, j=mdp.mu @ v)
 
 
