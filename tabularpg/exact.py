@@ -11,8 +11,11 @@ with :math:`P_\pi` restricted to decision (non-terminal) states. ``d`` is the
 **unnormalized** discounted occupancy :math:`d(s) = \sum_t \gamma^t \Pr(s_t = s)`, so that
 :math:`J = \mu^\top V = d^\top r_\pi` and :math:`\sum_s d(s) = 1/(1-\gamma)` without terminal
 states. Dense MDPs factor :math:`I-\gamma P_\pi` once (LU) and reuse the factors for ``V``
-and, by a transposed solve, for ``d``. Sparse MDPs use a Krylov method with a stated
-relative residual tolerance.
+and, by a transposed solve, for ``d``. Sparse MDPs build ``P_pi`` in one pass over ``P``
+and solve with Krylov methods to a stated, checked relative residual: BiCGSTAB for ``V``
+alone; for ``V`` and ``d`` together, one bi-conjugate-gradient process (each step one
+product with ``M`` and one with ``M^T``), each solution then checked (and finished by
+BiCGSTAB/GMRES if needed) on its own true residual.
 
 Finite horizon ``H``: backward induction for ``V[t, s]``, ``Q[t, s, a]`` (value from time
 ``t`` on) and a forward pass for ``d[t, s] = gamma^t Pr(s_t = s, alive)``.
@@ -275,24 +278,163 @@ def _check_residual(res, scale, what: str, tol: float) -> None:
                              "the solution is not returned")
 
 
-def _sparse_solve(M, b, rtol, what):
-    """GMRES with the true residual checked: ``||b - M x||_2 <= rtol ||b||_2``."""
-    x, info = spla.gmres(M, b, rtol=rtol, atol=0.0, restart=60, maxiter=2000)
-    nb = np.linalg.norm(b)
-    res = np.linalg.norm(b - M @ x) / nb if nb > 0 else np.linalg.norm(M @ x)
-    if info != 0 or not res <= rtol * (1 + 1e-6) or not np.all(np.isfinite(x)):
-        raise ConvergenceError(f"GMRES for {what} stopped at relative residual {res:.3g} "
-                               f"(target {rtol:g}, info={info})")
+def _dot(a, b):
+    """``conj(a) . b`` without BLAS (einsum's own loop): Krylov inner products stay
+    single-threaded, which keeps them fast when other processes load the cores."""
+    return np.einsum("i,i->", a.conj() if np.iscomplexobj(a) else a, b)
+
+
+def _norm2(a) -> float:
+    return float(np.sqrt(abs(_dot(a, a))))
+
+
+def _bicgstab(matvec, b, tol_abs, maxiter):
+    """BiCGSTAB (van der Vorst 1992, "Bi-CGSTAB: a fast and smoothly converging variant
+    of Bi-CG") from ``x0 = 0`` until the recursive residual is below ``tol_abs``.
+    Returns ``x`` and whether it stopped on the tolerance (False on breakdown)."""
+    x = np.zeros_like(b)
+    r = b.copy()
+    rh = b.copy()
+    p = v = None
+    rho_old = alpha = omega = 1.0
+    for _ in range(maxiter):
+        rho = _dot(rh, r)
+        if rho == 0:
+            return x, False
+        p = r.copy() if p is None else r + (rho / rho_old) * (alpha / omega) * (p - omega * v)
+        v = matvec(p)
+        den = _dot(rh, v)
+        if den == 0:
+            return x, False
+        alpha = rho / den
+        r -= alpha * v                      # r is now s = r - alpha v
+        x += alpha * p
+        if _norm2(r) <= tol_abs:
+            return x, True
+        t = matvec(r)
+        tt = _dot(t, t)
+        if tt == 0:
+            return x, False
+        omega = _dot(t, r) / tt
+        x += omega * r
+        r -= omega * t
+        if _norm2(r) <= tol_abs:
+            return x, True
+        if omega == 0:
+            return x, False
+        rho_old = rho
+    return x, False
+
+
+def _bicg_pair(matvec, rmatvec, b, c, tol_b, tol_c, maxiter):
+    """Bi-conjugate gradients (Fletcher 1976) for ``M x = b`` and ``M^T y = c`` at once:
+    the shadow sequence of BiCG started from ``c`` is the BiCG iteration of the adjoint
+    system, so one ``M`` and one ``M^T`` product per step advance both solutions (the
+    primal-dual use of Lu and Darmofal 2003). Returns ``x, y`` and whether both
+    recursive residuals reached their tolerances (False on breakdown)."""
+    x = np.zeros_like(b)
+    y = np.zeros_like(c)
+    r = b.copy()
+    s = c.copy()
+    p = r.copy()
+    q = s.copy()
+    rho = _dot(s, r)
+    if abs(rho) <= 1e-8 * _norm2(s) * _norm2(r):
+        return x, y, False
+    for _ in range(maxiter):
+        Ap = matvec(p)
+        den = _dot(q, Ap)
+        if den == 0:
+            return x, y, False
+        alpha = rho / den
+        x += alpha * p
+        r -= alpha * Ap
+        y += np.conj(alpha) * q
+        s -= np.conj(alpha) * rmatvec(q)
+        if _norm2(r) <= tol_b and _norm2(s) <= tol_c:
+            return x, y, True
+        rho_new = _dot(s, r)
+        if rho_new == 0:
+            return x, y, False
+        beta = rho_new / rho
+        rho = rho_new
+        p = r + beta * p
+        q = s + np.conj(beta) * q
+    return x, y, False
+
+
+def _sparse_solve(matvec, b, rtol, what, dtype, x0=None):
+    """Solve ``M x = b`` given ``matvec(x) = M x``: BiCGSTAB (for the correction from
+    ``x0`` when given), then GMRES from its iterate if needed; the true residual is
+    checked: ``||b - M x||_2 <= rtol ||b||_2``."""
+    nb = _norm2(b)
+    if nb == 0.0:
+        return np.zeros_like(b)
+    if x0 is not None and np.all(np.isfinite(x0)):
+        r0 = b - matvec(x0)
+        if _norm2(r0) <= rtol * nb:
+            return x0
+        dx, _ = _bicgstab(matvec, r0, 0.5 * rtol * nb, maxiter=1000)
+        x = x0 + dx
+    else:
+        x, _ = _bicgstab(matvec, b, 0.5 * rtol * nb, maxiter=1000)
+    res = _norm2(b - matvec(x)) / nb
+    info = 0
+    if not res <= rtol:
+        n = b.shape[0]
+        op = spla.LinearOperator((n, n), matvec=matvec, dtype=dtype)
+        x, info = spla.gmres(op, b, x0=x if np.all(np.isfinite(x)) else None, rtol=rtol,
+                             atol=0.0, restart=60, maxiter=100)
+        res = _norm2(b - matvec(x)) / nb
+    if not (res <= rtol and np.all(np.isfinite(x))):
+        raise ConvergenceError(f"BiCGSTAB/GMRES for {what} stopped at relative residual "
+                               f"{res:.3g} (target {rtol:g}, info={info})")
     return x
 
 
-def _norm_inf(M) -> float:
-    """``||M||_inf`` (max absolute row sum) of a dense or sparse matrix (real part)."""
-    if sp.issparse(M):
-        M = M.tocsr()
-        A = sp.csr_matrix((np.abs(M.data.real), M.indices, M.indptr), shape=M.shape)
-        return float(np.max(np.asarray(A.sum(axis=1)), initial=0.0))
-    return float(np.max(np.abs(M.real).sum(axis=1), initial=0.0))
+class _SparseSystem:
+    """``M = I - gamma K P_pi K`` (``K`` keeps decision states) for sparse MDPs.
+
+    ``K P_pi K`` is built in one pass over the (S*A, S) CSR ``P`` without a sparse
+    product: row ``s`` of ``P_pi`` is the concatenation of rows ``s*A .. s*A+A-1`` of
+    ``P`` scaled by ``pi[s, a]``, so its CSR arrays are ``P``'s indices, every A-th
+    ``indptr`` entry and ``P.data * pi`` (repeated column indices are summed by the
+    products). ``M x`` and ``M^T y`` are then one sparse product each.
+    """
+
+    def __init__(self, mdp: MDP, pi: np.ndarray):
+        self.mdp, self.pi = mdp, pi
+        self.S, self.A, self.gamma = mdp.n_states, mdp.n_actions, mdp.gamma
+        self.keep = mdp.nonterminal if mdp.terminal.any() else None
+        self.dtype = np.result_type(pi.dtype, np.float64)
+        P = mdp.P
+        w = pi.ravel()
+        if self.keep is not None:
+            w = w * np.repeat(self.keep, self.A)
+        data = P.data * np.repeat(w, np.diff(P.indptr))
+        if self.keep is not None:
+            data *= self.keep[P.indices]
+        self.P_pi = sp.csr_matrix((data, P.indices, P.indptr[:: self.A]), shape=(self.S, self.S))
+        self.P_pi_T = self.P_pi.T
+
+    def matvec(self, x):
+        return x - self.gamma * (self.P_pi @ x)
+
+    def rmatvec(self, y):
+        return y - self.gamma * (self.P_pi_T @ y)
+
+    def norm_inf(self) -> float:
+        """``||M||_inf = max_s |1 - gamma p_ss| + gamma (rs_s - p_ss)`` (real part), with
+        ``p_ss`` the diagonal and ``rs`` the row sums of ``K P_pi K``."""
+        P, S, A = self.mdp.P, self.S, self.A
+        row = np.repeat(np.arange(S * A), np.diff(P.indptr))
+        hit = P.indices == row // A
+        diag_sa = np.bincount(row[hit], P.data[hit], minlength=S * A).reshape(S, A)
+        keep = self.mdp.nonterminal
+        pr = self.pi.real
+        p_ss = np.einsum("sa,sa->s", pr, diag_sa) * keep
+        rs = np.einsum("sa,sa->s", pr, (P @ keep).reshape(S, A)) * keep
+        return float(np.max(np.abs(1.0 - self.gamma * p_ss) + self.gamma * (rs - p_ss)))
 
 
 def _dense_infinite(mdp: MDP, pi, with_d: bool, r_sa):
@@ -358,29 +500,46 @@ def _dense_infinite(mdp: MDP, pi, with_d: bool, r_sa):
     return PolicyEvaluation(v=v, q=q, d=d, j=mdp.mu @ v)
 
 
-def _analyze_infinite(mdp: MDP, pi, rtol, with_d=True, r_sa=None):
-    r_sa = mdp.r_sa if r_sa is None else r_sa
-    if not mdp.is_sparse:
-        return _dense_infinite(mdp, pi, with_d, r_sa)
-    S = mdp.n_states
-    P_pi = mdp.transition_matrix(pi)
-    r_pi = np.einsum("sa,sa->s", pi, r_sa) * mdp.nonterminal
-    mu = mdp.mu.astype(r_pi.dtype)
-    M = (sp.identity(S, dtype=P_pi.dtype, format="csr") - mdp.gamma * P_pi).tocsr()
-    norm_inf = _norm_inf(M)
+def _sparse_infinite(mdp: MDP, pi, rtol, with_d: bool, r_sa):
+    """Sparse infinite-horizon solve: matrix-free Krylov solves for ``V`` (and ``d``
+    with the transposed product), each checked on its true residual."""
+    sysm = _SparseSystem(mdp, pi)
+    dtype = np.result_type(sysm.dtype, r_sa.dtype)
+    r_pi = np.einsum("sa,sa->s", pi, r_sa)
+    if sysm.keep is not None:
+        r_pi = r_pi * sysm.keep
     if _needs_length(mdp):
+        norm_inf = sysm.norm_inf()
         try:
-            t = _sparse_solve(M, np.asarray(mdp.nonterminal, dtype=M.dtype), rtol,
-                              "t = (I - gamma P_pi)^-1 1 (expected lengths)")
+            t = _sparse_solve(sysm.matvec, mdp.nonterminal.astype(dtype), rtol,
+                              "t = (I - gamma P_pi)^-1 1 (expected lengths)", dtype)
         except ConvergenceError as exc:
             _refuse_length(mdp, pi, None, norm_inf, f"the expected-length solve failed ({exc})")
         _check_length(mdp, pi, t, norm_inf)
-    v = _sparse_solve(M, r_pi, rtol, "V = (I - gamma P_pi)^-1 r_pi")
-    d = _sparse_solve(M.T.tocsr(), mu, rtol, "d = (I - gamma P_pi)^-T mu") if with_d else None
-    q = r_sa + mdp.gamma * mdp.next_state_expectation(v)
-    if mdp.terminal.any():
-        q = q * mdp.nonterminal[:, None]
+    what_v, what_d = "V = (I - gamma P_pi)^-1 r_pi", "d = (I - gamma P_pi)^-T mu"
+    if with_d:
+        # both solves from one BiCG process; each is then checked (and finished if
+        # needed) on its own true residual
+        mu = mdp.mu.astype(dtype)
+        v, d, _ = _bicg_pair(sysm.matvec, sysm.rmatvec, r_pi, mu, 0.5 * rtol * _norm2(r_pi),
+                             0.5 * rtol * _norm2(mu), maxiter=500)
+        v = _sparse_solve(sysm.matvec, r_pi, rtol, what_v, dtype, x0=v)
+        d = _sparse_solve(sysm.rmatvec, mu, rtol, what_d, dtype, x0=d)
+    else:
+        v, d = _sparse_solve(sysm.matvec, r_pi, rtol, what_v, dtype), None
+    q = (mdp.P @ (v if sysm.keep is None else v * sysm.keep)).reshape(mdp.n_states, mdp.n_actions)
+    q *= mdp.gamma
+    q += r_sa
+    if sysm.keep is not None:
+        q *= sysm.keep[:, None]
     return PolicyEvaluation(v=v, q=q, d=d, j=mdp.mu @ v)
+
+
+def _analyze_infinite(mdp: MDP, pi, rtol, with_d=True, r_sa=None):
+    r_sa = mdp.r_sa if r_sa is None else r_sa
+    if mdp.is_sparse:
+        return _sparse_infinite(mdp, pi, rtol, with_d, r_sa)
+    return _dense_infinite(mdp, pi, with_d, r_sa)
 
 
 def _analyze_finite(mdp: MDP, pi, r_sa=None):
