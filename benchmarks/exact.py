@@ -15,8 +15,8 @@ evaluations) are timed at the small sizes as the naive baseline.
 Every time is the best of ``repeat`` calls after one warm-up call (best-of is the
 statistic least disturbed by other processes on a shared machine; jax: best of 5).
 
-    python benchmarks/exact.py            # full table
-    python benchmarks/exact.py --quick    # smaller sizes, FD extrapolated from a subset
+    PYTHONPATH=. python benchmarks/exact.py            # full table
+    PYTHONPATH=. python benchmarks/exact.py --quick    # smaller sizes, FD extrapolated
 """
 import argparse
 import time
@@ -86,6 +86,31 @@ def fd_time(mdp, pol, theta, max_coords):
     return (time.perf_counter() - t0) * n / k, k < n
 
 
+def measure(S, is_sparse, args):
+    """One table row: (kind, S, evaluate s, gradient s, jax s or None, FD column)."""
+    mdp = envs.garnet(S, 4, 5, gamma=0.9, rng=0, sparse=True) if is_sparse else dense_dirichlet(S, 4)
+    pol = tpg.TabularSoftmax(S, 4)
+    theta = np.random.default_rng(1).normal(size=pol.theta_shape)
+    pi = pol.probs(theta)
+    rep = 15 if S <= 500 else (5 if S <= 100_000 else 2)
+    t_eval = best_time(lambda: exact.evaluate(mdp, pi), rep)
+    t_grad = best_time(lambda: exact.policy_gradient(mdp, pol, theta), rep)
+    t_jax = None
+    if not is_sparse and not args.no_jax:
+        gj = jax_gradient(mdp)
+        if gj is not None:
+            t_jax = best_time(lambda: gj(theta), 5)
+            g_ours = exact.policy_gradient(mdp, pol, theta)
+            err = np.max(np.abs(np.asarray(gj(theta)) - g_ours)) / np.max(np.abs(g_ours))
+            if err > 1e-8:
+                raise SystemExit(f"jax and tabularpg gradients differ at S={S}: rel. {err:.3g}")
+    fd = ""
+    if not is_sparse and S <= 500:
+        t_fd, extrapolated = fd_time(mdp, pol, theta, 200 if args.quick else (4 * S if S <= 100 else 400))
+        fd = f"{t_fd:9.2f}{'*' if extrapolated else ' '} {t_fd / t_grad:8.0f}x"
+    return ("sparse" if is_sparse else "dense", S, t_eval, t_grad, t_jax, fd)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -93,31 +118,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     dense = [100, 500] if args.quick else [100, 500, 1000, 2000, 4000]
     sparse = [10_000] if args.quick else [10_000, 100_000, 1_000_000]
-    rows = []
-    for S, is_sparse in [(s, False) for s in dense] + [(s, True) for s in sparse]:
-        mdp = (envs.garnet(S, 4, 5, gamma=0.9, rng=0, sparse=True) if is_sparse
-               else dense_dirichlet(S, 4))
-        pol = tpg.TabularSoftmax(S, 4)
-        theta = np.random.default_rng(1).normal(size=pol.theta_shape)
-        pi = pol.probs(theta)
-        rep = 15 if S <= 500 else (5 if S <= 100_000 else 2)
-        t_eval = best_time(lambda: exact.evaluate(mdp, pi), rep)
-        t_grad = best_time(lambda: exact.policy_gradient(mdp, pol, theta), rep)
-        t_jax = None
-        if not is_sparse and not args.no_jax:
-            gj = jax_gradient(mdp)
-            if gj is not None:
-                t_jax = best_time(lambda: gj(theta), 5)
-                g_ours = exact.policy_gradient(mdp, pol, theta)
-                err = np.max(np.abs(np.asarray(gj(theta)) - g_ours)) / np.max(np.abs(g_ours))
-                if err > 1e-8:
-                    raise SystemExit(f"jax and tabularpg gradients differ at S={S}: rel. {err:.3g}")
-        fd = ""
-        if not is_sparse and S <= 500:
-            t_fd, extrapolated = fd_time(mdp, pol, theta, 200 if args.quick else (4 * S if S <= 100 else 400))
-            fd = f"{t_fd:9.2f}{'*' if extrapolated else ' '} {t_fd / t_grad:8.0f}x"
-        rows.append(("sparse" if is_sparse else "dense", S, t_eval, t_grad, t_jax, fd))
-        del mdp
+    rows = [measure(S, is_sparse, args)
+            for S, is_sparse in [(s, False) for s in dense] + [(s, True) for s in sparse]]
     print(f"{'kind':6} {'S':>7} {'evaluate s':>11} {'gradient s':>11} {'jax.grad s':>11} "
           f"{'grad/eval':>9} {'grad/jax':>8}  {'central FD s':>12} {'FD/grad':>8}")
     for kind, S, te, tg, tj, fd in rows:

@@ -192,9 +192,17 @@ def _check_proper(mdp: MDP, pi: np.ndarray) -> None:
             f"({bad.size} states); use gamma < 1, a horizon, or a policy that reaches a terminal state")
 
 
+_LAPACK: dict = {}
+
+
 def _lapack(name: str, a: np.ndarray):
-    """The LAPACK routine ``name`` ('getrf', 'getrs') for the dtype of ``a`` (d/z prefix)."""
-    return sla.get_lapack_funcs((name,), (a,))[0]
+    """The LAPACK routine ``name`` ('getrf', 'getrs') for the dtype of ``a`` (d/z prefix),
+    looked up once per (name, dtype)."""
+    key = (name, a.dtype.char)
+    fn = _LAPACK.get(key)
+    if fn is None:
+        fn = _LAPACK[key] = sla.get_lapack_funcs((name,), (a,))[0]
+    return fn
 
 
 def _name_states(t: np.ndarray, k: int = 5) -> str:
@@ -466,7 +474,7 @@ def _dense_infinite(mdp: MDP, pi, with_d: bool, r_sa):
     diag += 1.0
     # ||M||_inf = max_s |M_ss| + gamma (rs_s - p_ss) with gamma p_ss = 1 - M_ss (real part)
     dr = diag.real
-    norm_inf = float(np.max(np.abs(dr) + gamma * rs - (1.0 - dr)))
+    norm_inf = float((np.abs(dr) + gamma * rs - (1.0 - dr)).max())
     r_pi = np.einsum("sa,sa->s", pi, r_sa)
     if has_term:
         r_pi[term] = 0.0
@@ -493,8 +501,8 @@ def _dense_infinite(mdp: MDP, pi, with_d: bool, r_sa):
         q[term] = 0.0
     # Bellman residual of V through Q (no extra pass): sum_a pi Q - V = r_pi + gamma P_pi V - V
     vhat = np.einsum("sa,sa->s", pi, q)
-    scale = norm_inf * np.max(np.abs(v)) + np.max(np.abs(r_pi))
-    err = np.max(np.abs(vhat - v))
+    scale = norm_inf * np.abs(v).max() + np.abs(r_pi).max()
+    err = np.abs(vhat - v).max()
     if not err <= RESIDUAL_RTOL * scale:
         _check_residual(vhat - v, scale, "V = (I - gamma P_pi)^-1 r_pi", RESIDUAL_RTOL)
     return PolicyEvaluation(v=v, q=q, d=d, j=mdp.mu @ v)
