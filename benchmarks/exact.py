@@ -105,7 +105,7 @@ def measure(S, is_sparse, args):
             if err > 1e-8:
                 raise SystemExit(f"jax and tabularpg gradients differ at S={S}: rel. {err:.3g}")
     fd = ""
-    if not is_sparse and S <= 500:
+    if not is_sparse and S <= 500 and not args.no_fd:
         t_fd, extrapolated = fd_time(mdp, pol, theta, 200 if args.quick else (4 * S if S <= 100 else 400))
         fd = f"{t_fd:9.2f}{'*' if extrapolated else ' '} {t_fd / t_grad:8.0f}x"
     return ("sparse" if is_sparse else "dense", S, t_eval, t_grad, t_jax, fd)
@@ -115,6 +115,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-jax", action="store_true", help="skip the jax column")
+    ap.add_argument("--no-fd", action="store_true", help="skip the finite-difference column")
     args = ap.parse_args(argv)
     dense = [100, 500] if args.quick else [100, 500, 1000, 2000, 4000]
     sparse = [10_000] if args.quick else [10_000, 100_000, 1_000_000]
