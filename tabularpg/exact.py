@@ -96,6 +96,7 @@ __all__ = [
     "occupancy",
     "objective",
     "expected_weights",
+    "expected_steps",
     "policy_gradient",
     "fisher",
     "fisher_vector_product",
@@ -663,6 +664,31 @@ def objective(mdp: MDP, pi, **kw):
     r"""Expected return :math:`J = E[\sum_{t<T} \gamma^t r_t] = \mu^\top V`."""
     j = analyze(mdp, pi, occupancy=False, **kw).j
     return j.item() if hasattr(j, "item") else j
+
+
+def expected_steps(mdp: MDP, pi, **kw) -> np.ndarray:
+    r"""Expected (discounted) number of decisions from every state,
+    :math:`t = (I - \gamma P_\pi)^{-1}\mathbf 1`, shape (S,) (``(H, S)`` for a finite
+    horizon: from time ``t`` on).
+
+    With ``gamma = 1`` and terminal states this is the expected episode length. It is
+    the value of the reward 1 per decision, so it goes through the same checks as
+    :func:`evaluate` (lengths above ``MAX_EXPECTED_STEPS`` are refused), and
+    :math:`\|I - \gamma P_\pi\|_\infty \max_s t(s)` is the exact condition number
+    :math:`\kappa_\infty(I - \gamma P_\pi)` because the inverse is non-negative.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tabularpg import envs
+    >>> mdp = envs.cliff_walking()
+    >>> t = expected_steps(mdp, np.full((mdp.n_states, 4), 0.25))
+    >>> bool(t[36] > 13)   # the random walk from the start takes longer than the shortest path
+    True
+    """
+    _check_mdp(mdp)
+    ones = np.ones((mdp.n_states, mdp.n_actions))
+    return analyze(mdp, pi, occupancy=False, reward=ones, **kw).v
 
 
 def expected_weights(ev: PolicyEvaluation, pi) -> np.ndarray:

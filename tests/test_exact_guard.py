@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from tabularpg import MDP, ImproperPolicyError, TabularSoftmax, envs, exact
 from tabularpg._validation import NumericalError
+from tabularpg.testing.strategies import problems
 
 
 def truncated_sum(P_pi, r, doublings=50):
@@ -188,3 +189,22 @@ def test_residual_check_catches_a_wrong_solve(monkeypatch):
 
 def test_convergence_error_is_a_numerical_error():
     assert issubclass(exact.ConvergenceError, NumericalError)
+
+
+@given(problems(sparse=False, kinds=("discounted", "terminal")))
+def test_condition_number_is_norm_times_longest_expected_length(problem):
+    """kappa_inf(I - gamma P_pi) = ||I - gamma P_pi||_inf max_s t(s), t = expected_steps,
+    because the inverse is entrywise non-negative (the identity behind the guard)."""
+    mdp, pol, theta = problem
+    pi = pol.probs(theta)
+    M = np.eye(mdp.n_states) - mdp.gamma * mdp.transition_matrix(pi)
+    t = exact.expected_steps(mdp, pi)
+    kappa = np.linalg.norm(M, np.inf) * t.max()
+    assert kappa == pytest.approx(np.linalg.cond(M, np.inf), rel=1e-8)
+    assert np.all(np.linalg.solve(M, np.eye(mdp.n_states)) >= -1e-12)
+
+
+@pytest.mark.parametrize("p", [0.5, 1e-4])
+def test_expected_steps_of_the_chain(p):
+    t = exact.expected_steps(chain(p), np.ones((2, 1)))
+    np.testing.assert_allclose(t, [chain_value(p), 0.0], rtol=1e-12)
