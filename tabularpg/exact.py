@@ -194,6 +194,7 @@ def _check_proper(mdp: MDP, pi: np.ndarray) -> None:
 
 
 _LAPACK: dict = {}
+_gemv = sla.blas.dgemv
 
 
 def _lapack(name: str, a: np.ndarray):
@@ -449,10 +450,13 @@ class _SparseSystem:
 def _dense_infinite(mdp: MDP, pi, with_d: bool, r_sa):
     """Dense infinite-horizon solve, one LU in place, no S x S temporaries.
 
-    ``M = I - gamma P_pi`` is written (C order) straight from one batched product
-    ``-gamma pi[s] @ P[s]``; its transpose is Fortran-contiguous, so ``getrf`` factors
-    ``M^T`` in place without a copy; ``V`` then uses the transposed solve and ``d`` the
-    plain one. ``Q`` is one matrix-vector product on the (S*A, S) view of ``P``.
+    ``M = I - gamma P_pi`` is written (C order) straight from one contraction
+    ``-gamma sum_a pi[s, a] P[s, a, :]``; its transpose is Fortran-contiguous, so
+    ``getrf`` factors ``M^T`` in place without a copy; ``V`` then uses the transposed
+    solve and ``d`` the plain one. ``Q = r + gamma P V`` is one ``gemv`` on the
+    (S*A, S) view of ``P``. Every BLAS/LAPACK call goes to SciPy's library: NumPy
+    bundles a second OpenBLAS with its own thread pool, and alternating between the two
+    pools (their idle threads spin) slowed a 500-state solve several-fold on two cores.
     """
     S, A = mdp.n_states, mdp.n_actions
     gamma = mdp.gamma
@@ -462,7 +466,7 @@ def _dense_infinite(mdp: MDP, pi, with_d: bool, r_sa):
     dtype = np.result_type(pi.dtype, r_sa.dtype, np.float64)
     c = np.multiply(pi, -gamma, dtype=dtype)                    # (S, A)
     M = np.empty((S, S), dtype=dtype)
-    np.matmul(c[:, None, :], P, out=M[:, None, :])              # M = -gamma P_pi
+    np.einsum("sa,sat->st", c, P, out=M)                        # M = -gamma P_pi
     diag = M.reshape(-1)[:: S + 1]                              # view of the diagonal
     if has_term:
         M[:, term] = 0.0
@@ -495,9 +499,14 @@ def _dense_infinite(mdp: MDP, pi, with_d: bool, r_sa):
     d = getrs(lu, piv, mdp.mu.astype(dtype), trans=0)[0] if with_d else None
     if has_term:
         v[term] = 0.0
-    q = (P.reshape(S * A, S) @ v).reshape(S, A)
-    q *= gamma
-    q += r_sa
+    if dtype == np.float64 and r_sa.dtype == np.float64:
+        # q = r + gamma P v in one gemv on the (S*A, S) view (its transpose is Fortran)
+        q = _gemv(gamma, P.reshape(S * A, S).T, v, beta=1.0, y=r_sa.reshape(-1), trans=1)
+        q = q.reshape(S, A)
+    else:  # complex step: P stays real
+        q = np.einsum("kt,t->k", P.reshape(S * A, S), v).reshape(S, A)
+        q *= gamma
+        q += r_sa
     if has_term:
         q[term] = 0.0
     # Bellman residual of V through Q (no extra pass): sum_a pi Q - V = r_pi + gamma P_pi V - V
@@ -506,7 +515,7 @@ def _dense_infinite(mdp: MDP, pi, with_d: bool, r_sa):
     err = np.abs(vhat - v).max()
     if not err <= RESIDUAL_RTOL * scale:
         _check_residual(vhat - v, scale, "V = (I - gamma P_pi)^-1 r_pi", RESIDUAL_RTOL)
-    return PolicyEvaluation(v=v, q=q, d=d, j=mdp.mu @ v)
+    return PolicyEvaluation(v=v, q=q, d=d, j=np.einsum("s,s->", mdp.mu, v))
 
 
 def _sparse_infinite(mdp: MDP, pi, rtol, with_d: bool, r_sa):
