@@ -496,7 +496,7 @@ def _dense_infinite(mdp: MDP, pi, with_d: bool, r_sa):
         _check_length(mdp, pi, t, norm_inf)
     else:
         v = getrs(lu, piv, r_pi, trans=1)[0]
-    d = getrs(lu, piv, mdp.mu.astype(dtype), trans=0)[0] if with_d else None
+    d = getrs(lu, piv, mdp.mu.astype(dtype, copy=False), trans=0)[0] if with_d else None
     if has_term:
         v[term] = 0.0
     if dtype == np.float64 and r_sa.dtype == np.float64:
