@@ -11,8 +11,11 @@ with :math:`P_\pi` restricted to decision (non-terminal) states. ``d`` is the
 **unnormalized** discounted occupancy :math:`d(s) = \sum_t \gamma^t \Pr(s_t = s)`, so that
 :math:`J = \mu^\top V = d^\top r_\pi` and :math:`\sum_s d(s) = 1/(1-\gamma)` without terminal
 states. Dense MDPs factor :math:`I-\gamma P_\pi` once (LU) and reuse the factors for ``V``
-and, by a transposed solve, for ``d``. Sparse MDPs use GMRES with a stated relative
-residual tolerance.
+and, by a transposed solve, for ``d``. Sparse MDPs build ``P_pi`` in one pass over ``P``
+and solve with Krylov methods to a stated, checked relative residual: BiCGSTAB for ``V``
+alone; for ``V`` and ``d`` together, one bi-conjugate-gradient process (each step one
+product with ``M`` and one with ``M^T``), each solution then checked (and finished by
+BiCGSTAB/GMRES if needed) on its own true residual.
 
 Finite horizon ``H``: backward induction for ``V[t, s]``, ``Q[t, s, a]`` (value from time
 ``t`` on) and a forward pass for ``d[t, s] = gamma^t Pr(s_t = s, alive)``.
@@ -32,6 +35,38 @@ constant (Kakade 2001).
 
 Every function accepts complex ``pi`` / ``theta`` so that the complex-step derivative of
 :func:`objective` is available as an oracle.
+
+Exactness guarantee
+-------------------
+Every exact number returned satisfies its equation to a stated relative residual, and
+comes from a system whose condition number is bounded; otherwise nothing is returned.
+
+* Dense: ``V`` satisfies :math:`\|r_\pi + \gamma P_\pi V - V\|_\infty \le`
+  ``RESIDUAL_RTOL`` :math:`(\|I-\gamma P_\pi\|_\infty\|V\|_\infty + \|r_\pi\|_\infty)`
+  (checked through ``Q`` at no extra cost; LU with partial pivoting gives ~1e-16), and
+  ``d`` comes from the same factorization by a transposed solve.
+* Sparse: every Krylov solve is checked on its true residual,
+  :math:`\|b - Mx\|_2 \le` ``rtol`` :math:`\|b\|_2` (default ``SPARSE_RTOL``), else
+  :class:`ConvergenceError`.
+* Conditioning. :math:`M = I - \gamma P_\pi` has a non-negative inverse, so its condition
+  number is exactly :math:`\kappa_\infty = \|M\|_\infty \max_s t(s)` with
+  :math:`t = M^{-1}\mathbf 1` the expected (discounted) number of decisions before
+  termination. With ``gamma < 1``, :math:`\max t \le 1/(1-\gamma)` bounds it for free;
+  with ``gamma = 1`` (terminal states) ``t`` -- the expected episode length from every
+  state -- is solved for with the same factorization. Refused, never returned:
+
+  - ``gamma = 1``: an expected episode length above ``MAX_EXPECTED_STEPS`` (1e8), or a
+    numerically singular :math:`I - P_\pi` -> :class:`ImproperPolicyError` naming the
+    worst states and their expected lengths (or, when no length can be computed, the
+    states where the episode is trapped);
+  - any ``gamma``: :math:`\kappa_\infty >` ``MAX_CONDITION`` (1e10) ->
+    :class:`~tabularpg._validation.NumericalError`.
+
+  So the relative error of every returned ``V``, ``Q``, ``d``, ``J`` is at most about
+  :math:`\kappa_\infty \varepsilon \le 2\cdot 10^{8}\cdot 2^{-53}` for ``gamma = 1``
+  and :math:`2\cdot 10^{10}\cdot 2^{-53} \approx 2\cdot 10^{-6}` in the worst accepted
+  discounted case (typically 1e-14). Policies that are exactly improper (some state
+  never reaches a terminal state) are found by a graph search first.
 """
 from __future__ import annotations
 
@@ -46,7 +81,7 @@ import scipy.sparse.linalg as spla
 from . import _validation as _v
 from ._validation import (
     ImproperPolicyError,
-    TabularPGError,
+    NumericalError,
     check_float,
     check_prob_table,
 )
@@ -62,18 +97,36 @@ __all__ = [
     "occupancy",
     "objective",
     "expected_weights",
+    "expected_steps",
     "policy_gradient",
     "fisher",
     "fisher_vector_product",
     "natural_gradient",
     "SPARSE_RTOL",
+    "RESIDUAL_RTOL",
+    "MAX_CONDITION",
+    "MAX_EXPECTED_STEPS",
 ]
 
-#: Default relative residual tolerance of the sparse (GMRES) solves.
+#: Default relative residual tolerance of the sparse (Krylov) solves:
+#: ``||b - M x||_2 <= SPARSE_RTOL ||b||_2``, checked on the true residual.
 SPARSE_RTOL = 1e-12
 
+#: Dense solves: bound on the normwise relative residual
+#: ``||r_pi + gamma P_pi V - V||_inf / (||I - gamma P_pi||_inf ||V||_inf + ||r_pi||_inf)``
+#: of every returned ``V`` (LU with partial pivoting gives about 1e-16).
+RESIDUAL_RTOL = 1e-12
 
-class ConvergenceError(TabularPGError, RuntimeError):
+#: Largest accepted condition number ``kappa_inf(I - gamma P_pi)``; the relative error
+#: of a returned solution is at most about ``kappa * residual``.
+MAX_CONDITION = 1e10
+
+#: With ``gamma = 1``: largest accepted expected episode length (steps to termination)
+#: from any state; longer is refused as nearly improper.
+MAX_EXPECTED_STEPS = 1e8
+
+
+class ConvergenceError(NumericalError, RuntimeError):
     """An iterative solver did not reach its stated tolerance."""
 
 
@@ -139,34 +192,371 @@ def _check_proper(mdp: MDP, pi: np.ndarray) -> None:
             f"({bad.size} states); use gamma < 1, a horizon, or a policy that reaches a terminal state")
 
 
-def _sparse_solve(M, b, rtol, what):
-    x, info = spla.gmres(M, b, rtol=rtol, atol=0.0, restart=60, maxiter=2000)
-    if info != 0:
-        res = np.linalg.norm(M @ x - b) / max(np.linalg.norm(b), 1e-300)
-        raise ConvergenceError(f"GMRES for {what} stopped at relative residual {res:.3g} "
-                               f"(target {rtol:g}, info={info})")
+_LAPACK: dict = {}
+_gemv = sla.blas.dgemv
+
+
+def _lapack(name: str, a: np.ndarray):
+    """The LAPACK routine ``name`` ('getrf', 'getrs') for the dtype of ``a`` (d/z prefix),
+    looked up once per (name, dtype)."""
+    key = (name, a.dtype.char)
+    fn = _LAPACK.get(key)
+    if fn is None:
+        fn = _LAPACK[key] = sla.get_lapack_funcs((name,), (a,))[0]
+    return fn
+
+
+def _name_states(t: np.ndarray, k: int = 5) -> str:
+    """'state 3 (1.2e+09 steps), state 4 (1.1e+09 steps), ...' for the ``k`` largest ``t``."""
+    order = np.argsort(-t)[:k]
+    n_above = int(np.sum(t > MAX_EXPECTED_STEPS))
+    more = f", ... ({n_above} states above {MAX_EXPECTED_STEPS:.0e})" if n_above > k else ""
+    return ", ".join(f"state {s} ({t[s]:.3g} steps)" for s in order) + more
+
+
+def _trapped_states(mdp: MDP, pi: np.ndarray, k: int = 5) -> str:
+    """Name the states where a numerically non-terminating policy is trapped.
+
+    Used when ``I - P_pi`` is numerically singular, so that no expected length can be
+    solved for: power iteration on the sub-stochastic ``P_pi`` (terminal transitions
+    removed) converges to its quasi-stationary distribution, whose mass sits on the
+    trap; its survival rate ``lam`` per step gives an expected length ``1 / (1 - lam)``.
+    """
+    P_pi = mdp.transition_matrix(np.asarray(pi).real)
+    x = mdp.nonterminal / max(mdp.nonterminal.sum(), 1.0)
+    lam = 1.0
+    for _ in range(200):
+        y = P_pi.T @ x
+        lam = float(y.sum())
+        if lam <= 0.0:
+            break
+        x = y / lam
+    order = [s for s in np.argsort(-x)[:k] if x[s] > 0]
+    length = "at least 1/eps = 4.5e+15" if lam >= 1.0 - 2.0 ** -52 else f"about {1.0 / (1.0 - lam):.3g}"
+    return (f"the episode is trapped among states {[int(s) for s in order]} (expected length "
+            f"{length} steps, {1.0 - lam:.3g} chance per step of leaving)")
+
+
+def _refuse_length(mdp: MDP, pi, t, norm_inf, why: str):
+    """Raise ImproperPolicyError (gamma = 1) or NumericalError (gamma < 1) for a system
+    whose expected (discounted) length ``t`` is unusable."""
+    keep = ~mdp.terminal
+    finite = t is not None and np.all(np.isfinite(t)) and np.all(t[keep] >= 0.5)
+    if mdp.gamma == 1.0:
+        where = (f"expected episode lengths: {_name_states(t)}" if finite
+                 else _trapped_states(mdp, pi))
+        raise ImproperPolicyError(
+            f"policy is nearly improper: {why}; {where}. With gamma = 1, exact values are "
+            f"returned only when every expected episode length is at most "
+            f"MAX_EXPECTED_STEPS = {MAX_EXPECTED_STEPS:.0e} (condition number of I - P_pi at "
+            f"most {2 * MAX_EXPECTED_STEPS:.0e}); use gamma < 1, a horizon, or a policy that "
+            "terminates sooner")
+    where = f"; largest expected discounted lengths: {_name_states(t)}" if finite else ""
+    raise NumericalError(
+        f"I - gamma P_pi (gamma = {mdp.gamma!r}) is too ill-conditioned to solve exactly: "
+        f"{why}{where}; the bound is MAX_CONDITION = {MAX_CONDITION:.0e}")
+
+
+def _check_length(mdp: MDP, pi, t, norm_inf: float) -> None:
+    """Refuse when the expected lengths ``t = (I - gamma P_pi)^-1 1`` make the system
+    (numerically) singular: ``kappa_inf = ||M||_inf max(t)`` is the exact condition number
+    because ``(I - gamma P_pi)^-1 >= 0`` entrywise."""
+    tr = t.real
+    if not (np.all(np.isfinite(tr)) and np.all(tr[mdp.terminal == 0] >= 1.0 - 1e-6)):
+        _refuse_length(mdp, pi, None, norm_inf, "I - gamma P_pi is numerically singular")
+    t_max = float(tr.max(initial=0.0))
+    if mdp.gamma == 1.0 and t_max > MAX_EXPECTED_STEPS:
+        _refuse_length(mdp, pi, tr, norm_inf,
+                       f"the expected episode length reaches {t_max:.3g} steps")
+    if norm_inf * t_max > MAX_CONDITION:
+        _refuse_length(mdp, pi, tr, norm_inf,
+                       f"condition number {norm_inf * t_max:.3g}")
+
+
+def _needs_length(mdp: MDP) -> bool:
+    """With gamma < 1, kappa_inf(I - gamma P_pi) <= (1 + gamma) / (1 - gamma) without a
+    solve; only systems where that bound exceeds MAX_CONDITION solve for ``t``."""
+    return mdp.gamma == 1.0 or (1.0 + mdp.gamma) > MAX_CONDITION * (1.0 - mdp.gamma)
+
+
+def _check_residual(res, scale, what: str, tol: float) -> None:
+    """Refuse a solution whose relative residual ``||res|| / scale`` exceeds ``tol``."""
+    err = float(np.max(np.abs(res), initial=0.0)) / scale if scale > 0 else 0.0
+    if not err <= tol:
+        raise NumericalError(f"{what}: relative residual {err:.3g} exceeds {tol:g}; "
+                             "the solution is not returned")
+
+
+def _dot(a, b):
+    """``conj(a) . b`` without BLAS (einsum's own loop): Krylov inner products stay
+    single-threaded, which keeps them fast when other processes load the cores."""
+    return np.einsum("i,i->", a.conj() if np.iscomplexobj(a) else a, b)
+
+
+def _norm2(a) -> float:
+    return float(np.sqrt(abs(_dot(a, a))))
+
+
+def _bicgstab(matvec, b, tol_abs, maxiter):
+    """BiCGSTAB (van der Vorst 1992, "Bi-CGSTAB: a fast and smoothly converging variant
+    of Bi-CG") from ``x0 = 0`` until the recursive residual is below ``tol_abs``.
+    Returns ``x`` and whether it stopped on the tolerance (False on breakdown)."""
+    x = np.zeros_like(b)
+    r = b.copy()
+    rh = b.copy()
+    p = v = None
+    rho_old = alpha = omega = 1.0
+    for _ in range(maxiter):
+        rho = _dot(rh, r)
+        if rho == 0:
+            return x, False
+        p = r.copy() if p is None else r + (rho / rho_old) * (alpha / omega) * (p - omega * v)
+        v = matvec(p)
+        den = _dot(rh, v)
+        if den == 0:
+            return x, False
+        alpha = rho / den
+        r -= alpha * v                      # r is now s = r - alpha v
+        x += alpha * p
+        if _norm2(r) <= tol_abs:
+            return x, True
+        t = matvec(r)
+        tt = _dot(t, t)
+        if tt == 0:
+            return x, False
+        omega = _dot(t, r) / tt
+        x += omega * r
+        r -= omega * t
+        if _norm2(r) <= tol_abs:
+            return x, True
+        if omega == 0:
+            return x, False
+        rho_old = rho
+    return x, False
+
+
+def _bicg_pair(matvec, rmatvec, b, c, tol_b, tol_c, maxiter):
+    """Bi-conjugate gradients (Fletcher 1976) for ``M x = b`` and ``M^T y = c`` at once:
+    the shadow sequence of BiCG started from ``c`` is the BiCG iteration of the adjoint
+    system, so one ``M`` and one ``M^T`` product per step advance both solutions (the
+    primal-dual use of Lu and Darmofal 2003). Returns ``x, y`` and whether both
+    recursive residuals reached their tolerances (False on breakdown)."""
+    x = np.zeros_like(b)
+    y = np.zeros_like(c)
+    r = b.copy()
+    s = c.copy()
+    p = r.copy()
+    q = s.copy()
+    rho = _dot(s, r)
+    if abs(rho) <= 1e-8 * _norm2(s) * _norm2(r):
+        return x, y, False
+    for _ in range(maxiter):
+        Ap = matvec(p)
+        den = _dot(q, Ap)
+        if den == 0:
+            return x, y, False
+        alpha = rho / den
+        x += alpha * p
+        r -= alpha * Ap
+        y += np.conj(alpha) * q
+        s -= np.conj(alpha) * rmatvec(q)
+        if _norm2(r) <= tol_b and _norm2(s) <= tol_c:
+            return x, y, True
+        rho_new = _dot(s, r)
+        if rho_new == 0:
+            return x, y, False
+        beta = rho_new / rho
+        rho = rho_new
+        p = r + beta * p
+        q = s + np.conj(beta) * q
+    return x, y, False
+
+
+def _sparse_solve(matvec, b, rtol, what, dtype, x0=None):
+    """Solve ``M x = b`` given ``matvec(x) = M x``: BiCGSTAB (for the correction from
+    ``x0`` when given), then GMRES from its iterate if needed; the true residual is
+    checked: ``||b - M x||_2 <= rtol ||b||_2``."""
+    nb = _norm2(b)
+    if nb == 0.0:
+        return np.zeros_like(b)
+    if x0 is not None and np.all(np.isfinite(x0)):
+        r0 = b - matvec(x0)
+        if _norm2(r0) <= rtol * nb:
+            return x0
+        dx, _ = _bicgstab(matvec, r0, 0.5 * rtol * nb, maxiter=1000)
+        x = x0 + dx
+    else:
+        x, _ = _bicgstab(matvec, b, 0.5 * rtol * nb, maxiter=1000)
+    res = _norm2(b - matvec(x)) / nb
+    info = 0
+    if not res <= rtol:
+        n = b.shape[0]
+        op = spla.LinearOperator((n, n), matvec=matvec, dtype=dtype)
+        x, info = spla.gmres(op, b, x0=x if np.all(np.isfinite(x)) else None, rtol=rtol,
+                             atol=0.0, restart=60, maxiter=100)
+        res = _norm2(b - matvec(x)) / nb
+    if not (res <= rtol and np.all(np.isfinite(x))):
+        raise ConvergenceError(f"BiCGSTAB/GMRES for {what} stopped at relative residual "
+                               f"{res:.3g} (target {rtol:g}, info={info})")
     return x
 
 
-def _analyze_infinite(mdp: MDP, pi, rtol, with_d=True, r_sa=None):
-    S = mdp.n_states
-    P_pi = mdp.transition_matrix(pi)
-    r_sa = mdp.r_sa if r_sa is None else r_sa
-    r_pi = np.einsum("sa,sa->s", pi, r_sa) * mdp.nonterminal
-    mu = mdp.mu.astype(r_pi.dtype)
-    if mdp.is_sparse:
-        M = (sp.identity(S, dtype=P_pi.dtype, format="csr") - mdp.gamma * P_pi).tocsr()
-        v = _sparse_solve(M, r_pi, rtol, "V = (I - gamma P_pi)^-1 r_pi")
-        d = _sparse_solve(M.T.tocsr(), mu, rtol, "d = (I - gamma P_pi)^-T mu") if with_d else None
+class _SparseSystem:
+    """``M = I - gamma K P_pi K`` (``K`` keeps decision states) for sparse MDPs.
+
+    ``K P_pi K`` is built in one pass over the (S*A, S) CSR ``P`` without a sparse
+    product: row ``s`` of ``P_pi`` is the concatenation of rows ``s*A .. s*A+A-1`` of
+    ``P`` scaled by ``pi[s, a]``, so its CSR arrays are ``P``'s indices, every A-th
+    ``indptr`` entry and ``P.data * pi`` (repeated column indices are summed by the
+    products). ``M x`` and ``M^T y`` are then one sparse product each.
+    """
+
+    def __init__(self, mdp: MDP, pi: np.ndarray):
+        self.mdp, self.pi = mdp, pi
+        self.S, self.A, self.gamma = mdp.n_states, mdp.n_actions, mdp.gamma
+        self.keep = mdp.nonterminal if mdp.terminal.any() else None
+        self.dtype = np.result_type(pi.dtype, np.float64)
+        P = mdp.P
+        w = pi.ravel()
+        if self.keep is not None:
+            w = w * np.repeat(self.keep, self.A)
+        data = P.data * np.repeat(w, np.diff(P.indptr))
+        if self.keep is not None:
+            data *= self.keep[P.indices]
+        self.P_pi = sp.csr_matrix((data, P.indices, P.indptr[:: self.A]), shape=(self.S, self.S))
+        self.P_pi_T = self.P_pi.T
+
+    def matvec(self, x):
+        return x - self.gamma * (self.P_pi @ x)
+
+    def rmatvec(self, y):
+        return y - self.gamma * (self.P_pi_T @ y)
+
+    def norm_inf(self) -> float:
+        """``||M||_inf = max_s |1 - gamma p_ss| + gamma (rs_s - p_ss)`` (real part), with
+        ``p_ss`` the diagonal and ``rs`` the row sums of ``K P_pi K``."""
+        P, S, A = self.mdp.P, self.S, self.A
+        row = np.repeat(np.arange(S * A), np.diff(P.indptr))
+        hit = P.indices == row // A
+        diag_sa = np.bincount(row[hit], P.data[hit], minlength=S * A).reshape(S, A)
+        keep = self.mdp.nonterminal
+        pr = self.pi.real
+        p_ss = np.einsum("sa,sa->s", pr, diag_sa) * keep
+        rs = np.einsum("sa,sa->s", pr, (P @ keep).reshape(S, A)) * keep
+        return float(np.max(np.abs(1.0 - self.gamma * p_ss) + self.gamma * (rs - p_ss)))
+
+
+def _dense_infinite(mdp: MDP, pi, with_d: bool, r_sa):
+    """Dense infinite-horizon solve, one LU in place, no S x S temporaries.
+
+    ``M = I - gamma P_pi`` is written (C order) straight from one contraction
+    ``-gamma sum_a pi[s, a] P[s, a, :]``; its transpose is Fortran-contiguous, so
+    ``getrf`` factors ``M^T`` in place without a copy; ``V`` then uses the transposed
+    solve and ``d`` the plain one. ``Q = r + gamma P V`` is one ``gemv`` on the
+    (S*A, S) view of ``P``. Every BLAS/LAPACK call goes to SciPy's library: NumPy
+    bundles a second OpenBLAS with its own thread pool, and alternating between the two
+    pools (their idle threads spin) slowed a 500-state solve several-fold on two cores.
+    """
+    S, A = mdp.n_states, mdp.n_actions
+    gamma = mdp.gamma
+    P = mdp.P
+    term = mdp.terminal
+    has_term = bool(term.any())
+    dtype = np.result_type(pi.dtype, r_sa.dtype, np.float64)
+    c = np.multiply(pi, -gamma, dtype=dtype)                    # (S, A)
+    M = np.empty((S, S), dtype=dtype)
+    np.einsum("sa,sat->st", c, P, out=M)                        # M = -gamma P_pi
+    diag = M.reshape(-1)[:: S + 1]                              # view of the diagonal
+    if has_term:
+        M[:, term] = 0.0
+        M[term, :] = 0.0
+        # row sums of P_pi without the transitions into terminal states
+        rs = 1.0 - np.einsum("sa,sa->s", pi.real, P[:, :, term].sum(axis=2))
+        rs[term] = 0.0
     else:
-        M = np.eye(S, dtype=P_pi.dtype) - mdp.gamma * P_pi
-        lu = sla.lu_factor(M, check_finite=False)
-        v = sla.lu_solve(lu, r_pi, check_finite=False)
-        d = sla.lu_solve(lu, mu, trans=1, check_finite=False) if with_d else None
-    q = r_sa + mdp.gamma * mdp.next_state_expectation(v)
-    if mdp.terminal.any():
-        q = q * mdp.nonterminal[:, None]
+        rs = 1.0
+    diag += 1.0
+    # ||M||_inf = max_s |M_ss| + gamma (rs_s - p_ss) with gamma p_ss = 1 - M_ss (real part)
+    dr = diag.real
+    norm_inf = float((np.abs(dr) + gamma * rs - (1.0 - dr)).max())
+    r_pi = np.einsum("sa,sa->s", pi, r_sa)
+    if has_term:
+        r_pi[term] = 0.0
+    lu, piv, info = _lapack("getrf", M)(M.T, overwrite_a=True)  # LU of M^T, in place
+    if info > 0:  # an exactly zero pivot: singular in floating point
+        _refuse_length(mdp, pi, None, norm_inf, "I - gamma P_pi is singular in floating point")
+    getrs = _lapack("getrs", lu)
+    if _needs_length(mdp):
+        ones = np.ones(S, dtype=dtype)
+        if has_term:
+            ones[term] = 0.0
+        x = getrs(lu, piv, np.stack([r_pi, ones], axis=1), trans=1)[0]
+        v, t = x[:, 0], x[:, 1]
+        _check_length(mdp, pi, t, norm_inf)
+    else:
+        v = getrs(lu, piv, r_pi, trans=1)[0]
+    d = getrs(lu, piv, mdp.mu.astype(dtype, copy=False), trans=0)[0] if with_d else None
+    if has_term:
+        v[term] = 0.0
+    if dtype == np.float64 and r_sa.dtype == np.float64:
+        # q = r + gamma P v in one gemv on the (S*A, S) view (its transpose is Fortran)
+        q = _gemv(gamma, P.reshape(S * A, S).T, v, beta=1.0, y=r_sa.reshape(-1), trans=1)
+        q = q.reshape(S, A)
+    else:  # complex step: P stays real
+        q = np.einsum("kt,t->k", P.reshape(S * A, S), v).reshape(S, A)
+        q *= gamma
+        q += r_sa
+    if has_term:
+        q[term] = 0.0
+    # Bellman residual of V through Q (no extra pass): sum_a pi Q - V = r_pi + gamma P_pi V - V
+    vhat = np.einsum("sa,sa->s", pi, q)
+    scale = norm_inf * np.abs(v).max() + np.abs(r_pi).max()
+    err = np.abs(vhat - v).max()
+    if not err <= RESIDUAL_RTOL * scale:
+        _check_residual(vhat - v, scale, "V = (I - gamma P_pi)^-1 r_pi", RESIDUAL_RTOL)
+    return PolicyEvaluation(v=v, q=q, d=d, j=np.einsum("s,s->", mdp.mu, v))
+
+
+def _sparse_infinite(mdp: MDP, pi, rtol, with_d: bool, r_sa):
+    """Sparse infinite-horizon solve: matrix-free Krylov solves for ``V`` (and ``d``
+    with the transposed product), each checked on its true residual."""
+    sysm = _SparseSystem(mdp, pi)
+    dtype = np.result_type(sysm.dtype, r_sa.dtype)
+    r_pi = np.einsum("sa,sa->s", pi, r_sa)
+    if sysm.keep is not None:
+        r_pi = r_pi * sysm.keep
+    if _needs_length(mdp):
+        norm_inf = sysm.norm_inf()
+        try:
+            t = _sparse_solve(sysm.matvec, mdp.nonterminal.astype(dtype), rtol,
+                              "t = (I - gamma P_pi)^-1 1 (expected lengths)", dtype)
+        except ConvergenceError as exc:
+            _refuse_length(mdp, pi, None, norm_inf, f"the expected-length solve failed ({exc})")
+        _check_length(mdp, pi, t, norm_inf)
+    what_v, what_d = "V = (I - gamma P_pi)^-1 r_pi", "d = (I - gamma P_pi)^-T mu"
+    if with_d:
+        # both solves from one BiCG process; each is then checked (and finished if
+        # needed) on its own true residual
+        mu = mdp.mu.astype(dtype)
+        v, d, _ = _bicg_pair(sysm.matvec, sysm.rmatvec, r_pi, mu, 0.5 * rtol * _norm2(r_pi),
+                             0.5 * rtol * _norm2(mu), maxiter=500)
+        v = _sparse_solve(sysm.matvec, r_pi, rtol, what_v, dtype, x0=v)
+        d = _sparse_solve(sysm.rmatvec, mu, rtol, what_d, dtype, x0=d)
+    else:
+        v, d = _sparse_solve(sysm.matvec, r_pi, rtol, what_v, dtype), None
+    q = (mdp.P @ (v if sysm.keep is None else v * sysm.keep)).reshape(mdp.n_states, mdp.n_actions)
+    q *= mdp.gamma
+    q += r_sa
+    if sysm.keep is not None:
+        q *= sysm.keep[:, None]
     return PolicyEvaluation(v=v, q=q, d=d, j=mdp.mu @ v)
+
+
+def _analyze_infinite(mdp: MDP, pi, rtol, with_d=True, r_sa=None):
+    r_sa = mdp.r_sa if r_sa is None else r_sa
+    if mdp.is_sparse:
+        return _sparse_infinite(mdp, pi, rtol, with_d, r_sa)
+    return _dense_infinite(mdp, pi, with_d, r_sa)
 
 
 def _analyze_finite(mdp: MDP, pi, r_sa=None):
@@ -196,7 +586,8 @@ def analyze(mdp: MDP, pi, *, rtol: float = SPARSE_RTOL, occupancy: bool = True, 
     pi : ndarray of shape (S, A)
         Action probabilities (rows sum to one; complex allowed for complex-step).
     rtol : float
-        Relative residual tolerance of the GMRES solves for sparse MDPs.
+        Relative residual tolerance of the Krylov solves for sparse MDPs, checked on the
+        true residual ``||b - M x||_2 <= rtol ||b||_2``.
     occupancy : bool
         Also compute ``d`` (default). With False, ``d`` is None and an infinite-horizon
         dense MDP does one LU and one solve instead of two solves.
@@ -211,7 +602,11 @@ def analyze(mdp: MDP, pi, *, rtol: float = SPARSE_RTOL, occupancy: bool = True, 
     Raises
     ------
     ImproperPolicyError
-        ``gamma == 1``, no horizon, and some state never reaches a terminal state.
+        ``gamma == 1``, no horizon, and some state never reaches a terminal state, or its
+        expected episode length exceeds ``MAX_EXPECTED_STEPS`` (nearly improper).
+    NumericalError
+        ``I - gamma P_pi`` is too ill-conditioned (``MAX_CONDITION``) or a residual
+        check fails (:class:`ConvergenceError` for sparse solves); see the module notes.
     """
     _check_mdp(mdp)
     pi = check_prob_table(pi, mdp.n_states, mdp.n_actions, atol=max(mdp.atol, 1e-8))
@@ -276,6 +671,31 @@ def objective(mdp: MDP, pi, **kw):
     r"""Expected return :math:`J = E[\sum_{t<T} \gamma^t r_t] = \mu^\top V`."""
     j = analyze(mdp, pi, occupancy=False, **kw).j
     return j.item() if hasattr(j, "item") else j
+
+
+def expected_steps(mdp: MDP, pi, **kw) -> np.ndarray:
+    r"""Expected (discounted) number of decisions from every state,
+    :math:`t = (I - \gamma P_\pi)^{-1}\mathbf 1`, shape (S,) (``(H, S)`` for a finite
+    horizon: from time ``t`` on).
+
+    With ``gamma = 1`` and terminal states this is the expected episode length. It is
+    the value of the reward 1 per decision, so it goes through the same checks as
+    :func:`evaluate` (lengths above ``MAX_EXPECTED_STEPS`` are refused), and
+    :math:`\|I - \gamma P_\pi\|_\infty \max_s t(s)` is the exact condition number
+    :math:`\kappa_\infty(I - \gamma P_\pi)` because the inverse is non-negative.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tabularpg import envs
+    >>> mdp = envs.cliff_walking()
+    >>> t = expected_steps(mdp, np.full((mdp.n_states, 4), 0.25))
+    >>> bool(t[36] > 13)   # the random walk from the start takes longer than the shortest path
+    True
+    """
+    _check_mdp(mdp)
+    ones = np.ones((mdp.n_states, mdp.n_actions))
+    return analyze(mdp, pi, occupancy=False, reward=ones, **kw).v
 
 
 def expected_weights(ev: PolicyEvaluation, pi) -> np.ndarray:
