@@ -210,6 +210,8 @@ def _surrogate_epochs(pipe, theta_old, batch, adv, *, lr, epochs, clip, kl_weigh
         w = objectives.sample_surrogate_weights(batch, pol, theta, pi_old, adv, clip=clip)[:, 0]
         if kl_weight is not None:
             w = w + kl_weight(theta, s, a)
+        if not np.all(np.isfinite(w)):              # overflowed weights: the step is undefined,
+            return theta + np.nan                   # and the caller refuses the iterate, naming it
         theta = theta + lr * pol.contract(theta, s, w / N, a)
         if not np.all(np.isfinite(theta)):
             break                                   # diverged: the caller refuses the iterate
