@@ -20,9 +20,10 @@ and they differ only in the per-step coefficient :math:`c_t`:
 * GAE (Schulman et al. 2016): :math:`c_t = \gamma^t \sum_{l\ge0} (\gamma\lambda)^l \delta_{t+l}`
   with the TD residual :math:`\delta_t = r_t + \gamma \hat V(s_{t+1}) - \hat V(s_t)`.
 
-Because the MDP is small and the horizon short, :func:`tabularpg.moments.exact_moments`
-gives the **exact** mean and covariance of each per-episode estimate (by enumerating every
-trajectory), and we put Monte Carlo estimates beside them.
+:func:`tabularpg.moments.exact_moments` gives the **exact** mean and covariance of each
+per-episode estimate (by a backward recursion over time on moments conditioned on the
+current state, so it also works at long horizons; on a problem this small, enumerating every
+trajectory gives the same numbers), and we put Monte Carlo estimates beside them.
 """
 
 # %%
@@ -110,7 +111,7 @@ ax.bar(
     range(len(names)),
     [np.trace(exact_m[n].cov) for n in names],
     color="#9ecae1",
-    label="exact (enumeration)",
+    label="exact (recursion)",
 )
 for i, n in enumerate(names):
     ax.plot(
