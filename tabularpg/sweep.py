@@ -116,6 +116,7 @@ def cell_seed(task: Any, seed: int) -> np.random.SeedSequence:
     >>> cell_seed(a[1], 0).spawn_key == cell_seed(b[2], 0).spawn_key   # both are (reinforce, N=100)
     True
     """
+    check_int(seed, "seed", minimum=0)
     key = task.cell_key() if hasattr(task, "cell_key") else repr(task)
     digest = hashlib.sha256(key.encode()).digest()
     words = tuple(int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4))

@@ -38,6 +38,7 @@ ROWS = (
     + rows_for("task_dict", sweep.task_dict, (TASKS[0],), {}, {"task": obj()})
     + rows_for("study_task", sweep.study_task, (TASKS[0], np.random.SeedSequence(0)), {}, {
         "task": obj(), "seed_seq": Bad(("int", 3, T), ("str", "s", T))})
+    + rows_for("cell_seed", sweep.cell_seed, (TASKS[0], 0), {}, {"seed": int_(0)})
     + rows_for("read_journal", sweep.read_journal, ("j.jsonl",), {}, {"path": Bad(("int", 3, T))})
 )
 
