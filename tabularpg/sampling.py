@@ -405,17 +405,13 @@ def _resolve_horizon(mdp: MDP, horizon):
 
 def _action_law(mdp: MDP, policy: Policy, theta, behavior):
     r"""``(act_probs, behavior_log)``: the (S, A) law actions are drawn from, and
-    :math:`\log b` (S, A) when it is a behavior policy (else None)."""
+    :math:`\log b` (S, A) when it is a behavior policy (else None). ``behavior`` was
+    checked at the boundary (:func:`tabularpg._validation.check_problem` in :func:`sample`:
+    a table of the MDP's (S, A), or a (Policy, theta) pair of its (S, A))."""
     if behavior is None:
         return policy.probs(theta), None
     if isinstance(behavior, tuple):
         b_pol, b_theta = behavior
-        if not isinstance(b_pol, Policy):
-            raise ArgumentTypeError(f"`behavior` must be an (S, A) table or a (Policy, theta) pair; got a pair "
-                                    f"starting with {type(b_pol).__name__}")
-        if (b_pol.n_states, b_pol.n_actions) != (mdp.n_states, mdp.n_actions):
-            raise ValidationError(f"`behavior` policy has (S, A) = {(b_pol.n_states, b_pol.n_actions)}; "
-                                  f"the MDP has {(mdp.n_states, mdp.n_actions)}")
         act_probs = b_pol.probs(b_theta)
     else:
         act_probs = check_prob_table(behavior, mdp.n_states, mdp.n_actions, name="behavior")
