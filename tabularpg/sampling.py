@@ -172,7 +172,8 @@ class _Drawer:
     def cells(self, s: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Flat cell index drawn in row ``s[n]`` for each ``n`` (a view of a work buffer)."""
         tab, n = self.table, s.size
-        u, qq, k, f, g, c = (b[:n] for b in (self.u, self.qq, self.k, self.f, self.g, self.c))
+        u, qq, c = self.u[:n], self.qq[:n], self.c[:n]
+        k, f, g = self.k[:n], self.f[:n], self.g[:n]
         W = tab.width
         rng.random(out=u)
         u *= W
@@ -473,7 +474,8 @@ def _rollout(table: _StepTable, terminal: np.ndarray, s0: np.ndarray, T: int, li
     cap = T if T <= 128 or not any_terminal else 128
     alloc = np.empty if full else np.zeros
     st, ac, rw = alloc((cap + 1, N), dtype=dt), alloc((cap, N), dtype=dt), alloc((cap, N))
-    lp = None if table.logb is None else alloc((cap, N))
+    logb = table.logb                           # None unless actions come from a behavior policy
+    lp = None if logb is None else alloc((cap, N))
     st[0] = s0
     s = st[0]
     lengths = np.full(N, T, dtype=np.int64) if limit is None else limit.copy()
@@ -500,16 +502,16 @@ def _rollout(table: _StepTable, terminal: np.ndarray, s0: np.ndarray, T: int, li
             np.take(table.action, g, out=ac[t], mode="clip")
             np.take(table.next_state, g, out=st[t + 1], mode="clip")
             np.take(table.reward, g, out=rw[t], mode="clip")
-            if lp is not None:
-                np.take(table.logb, g, out=lp[t], mode="clip")
+            if lp is not None and logb is not None:
+                np.take(logb, g, out=lp[t], mode="clip")
             s_next = st[t + 1]
         else:
             ac[t, active] = table.action.take(g)
             s_next = table.next_state.take(g)
             st[t + 1, active] = s_next
             rw[t, active] = table.reward.take(g)
-            if lp is not None:
-                lp[t, active] = table.logb.take(g)
+            if lp is not None and logb is not None:
+                lp[t, active] = logb.take(g)
         if any_terminal:
             hit = terminal.take(s_next)
             if hit.any():

@@ -237,7 +237,8 @@ def study_task(task: Task, seed_seq: np.random.SeedSequence) -> dict:
     :math:`\|\nabla J\|`; ``expected_norm`` :math:`\|E[\hat g]\|` (exact expectation,
     :func:`tabularpg.estimators.expected`); ``bias_exact_norm`` :math:`\|E[\hat g] - \nabla J\|`;
     ``mc_mean_norm`` :math:`\|\bar g\|`; ``bias_z`` the largest coordinate-wise
-    :math:`|\bar g_i - E[\hat g_i]| / (s_i / \sqrt N)` over the coordinates that vary; ``bias_chi2, bias_dof, bias_p`` the joint
+    :math:`|\bar g_i - E[\hat g_i]| / (s_i / \sqrt N)` over the coordinates that vary;
+    ``bias_chi2, bias_dof, bias_p`` the joint
     chi-square test of :math:`E[\hat g]` (exact covariance from the recursion of
     :mod:`tabularpg.moments` when affordable, else Hotelling with N >= 10 dim, else NaN); ``var_sampled`` and
     ``var_exact`` the trace of the per-episode covariance (exact, by the recursion of

@@ -148,7 +148,7 @@ def test_optimal_time_state_baseline(est, policy_kind):
     rng = np.random.default_rng(7)
     pol = TabularSoftmax(3, 2) if policy_kind == "tabular" else LinearSoftmax(rng.normal(size=(3, 2, 2)))
     theta = rng.normal(size=pol.theta_shape)
-    tr = lambda b: float(np.trace(exact_moments(mdp, pol, theta, est, H, baseline=b).cov))  # noqa: E731
+    tr = lambda b: float(np.trace(exact_moments(mdp, pol, theta, est, H, baseline=b).cov))
     t0, c, Q = baseline_quadratic(mdp, pol, theta, est, H, kind="time_state")
     b = optimal_baseline(mdp, pol, theta, est, H, kind="time_state")
     assert b.shape == (H, 3) and Q.shape == (3 * H, 3 * H)

@@ -31,7 +31,7 @@ THETA = array(TH, complex_ok=True)
 PI_BAD = Bad(("str", "pi", T), ("shape", np.full((2, 2), 0.5), SH), ("nan", np.full((3, 2), np.nan), V),
              ("not-summing", np.ones((3, 2)), V), ("negative", np.array([[1.5, -0.5]] * 3), V))
 EV = exact.analyze(MDP_, PI)
-PROBE = lambda th: float(np.sum(np.asarray(th) ** 2))  # noqa: E731
+PROBE = lambda th: float(np.sum(np.asarray(th) ** 2))
 
 EXACT_ROWS = (
     rows_for("analyze", exact.analyze, (MDP_, PI), {}, {

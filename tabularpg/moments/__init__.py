@@ -31,6 +31,12 @@ from ..estimators import BATCH_BASELINES, REGISTRY, Estimator
 from ..mdp import MDP
 from ..policies import LinearSoftmax, Policy, TabularSoftmax
 from . import recursion as _rec
+
+# the submodules below import this module's helpers inside their functions, so they can
+# be imported before the helpers are defined
+from .baseline import baseline_quadratic, optimal_baseline
+from .batch import exact_batch_moments
+from .checks import recursion_checks
 from .enumeration import Moments, enumerate_moments, enumerate_trajectories
 
 __all__ = [
@@ -241,7 +247,8 @@ def _recursion(mdp, policy, theta, name, horizon, behavior, options):
     S, A = mdp.n_states, mdp.n_actions
     unknown = set(options) - _OPTIONS[name]
     if unknown:
-        raise ValidationError(f"estimator {name!r} got unknown options {sorted(unknown)}; valid: {sorted(_OPTIONS[name])}")
+        raise ValidationError(f"estimator {name!r} got unknown options {sorted(unknown)}; "
+                              f"valid: {sorted(_OPTIONS[name])}")
     pi = policy.probs(theta)
     space = _space(policy, theta, S, A)
     if name == "random_horizon":
@@ -371,8 +378,3 @@ def exact_moments(mdp: MDP, policy: Policy, theta, estimator, horizon=None, *, m
     mean, second = _recursion(mdp, policy, theta, name, horizon, behavior, options)
     return _finish(mean, second)
 
-
-# submodules that use the helpers above
-from .baseline import baseline_quadratic, optimal_baseline
-from .batch import exact_batch_moments
-from .checks import recursion_checks
