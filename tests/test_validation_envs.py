@@ -35,7 +35,9 @@ ROWS = (
     + rows_for("two_state", envs.two_state, (), {}, {"gamma": GAMMA})
     + rows_for("make", envs.make, ("two_state",), {}, {
         "spec": Bad(("int", 3, T), ("unknown", "nope", V), ("bad-key", "chain:Q=1", V),
-                    ("bad-value", "chain:S=x", V), ("key-without-value", "garnet:S", V)),
+                    ("bad-value", "chain:S=x", V), ("key-without-value", "garnet:S", V),
+                    ("missing-npz", "/nonexistent/m.npz", V), ("gym-bad-id", "gym:NoSuchEnv-v0", V),
+                    ("gym-bad-option", "gym:FrozenLake-v1:is_slippery", V)),
         "gamma": float_(0.0, 1.0, none=True), "horizon": HORIZON})
 )
 
