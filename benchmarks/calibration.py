@@ -88,7 +88,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     if args.jobs > 1:
         from joblib import Parallel, delayed
-        parts = Parallel(n_jobs=args.jobs)(delayed(run_law)(k, n_sets, n_power, args.seed, tests) for k in range(n_laws))
+        parts = Parallel(n_jobs=args.jobs)(delayed(run_law)(k, n_sets, n_power, args.seed, tests)
+                                           for k in range(n_laws))
     else:
         parts = [run_law(k, n_sets, n_power, args.seed, tests) for k in range(n_laws)]
     rows = [r for p in parts for r in p]

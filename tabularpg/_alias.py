@@ -127,10 +127,10 @@ def alias_table(probs: np.ndarray, values: np.ndarray | None = None) -> AliasTab
         raise ValidationError(f"`probs` row {bad[0]} sums to {sums[bad[0]]:.12g}; expected 1 within 1e-08")
     if values is not None:
         values = np.asarray(values)
-        if values.shape != probs.shape:
-            raise ShapeError(f"`values` must have the shape of `probs` {probs.shape}; got {values.shape}")
         if not np.issubdtype(values.dtype, np.integer):
             raise ArgumentTypeError(f"`values` must be an integer array; got dtype {values.dtype}")
+        if values.shape != probs.shape:
+            raise ShapeError(f"`values` must have the shape of `probs` {probs.shape}; got {values.shape}")
     return _build(probs, values)
 
 

@@ -289,11 +289,9 @@ class NeuralSoftmax(Policy):
         never (n_episodes, S, A).
         """
         theta = self.check_theta(theta)
-        n_episodes = check_int(n_episodes, "n_episodes", minimum=0)
+        n_episodes = check_int(n_episodes, "n_episodes", minimum=1)   # as Policy.contract_episodes
         S, A = self.n_states, self.n_actions
         e, s, a, w = self._entries(episodes, states, weights, actions, n_episodes)
-        if n_episodes == 0:
-            return np.zeros((0,) + self.theta_shape)
         keys, inv = np.unique(e.astype(np.int64) * S + s, return_inverse=True)
         cell = _scatter_add(inv * A + a, w, keys.size * A).reshape(keys.size, A)
         ce, cs = keys // S, keys % S

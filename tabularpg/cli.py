@@ -349,6 +349,10 @@ def _why_empty(row: dict, key: str, n_params: int = 0) -> str | None:
         return (f"var/ep exact: the exact recursion's cost T S^2 A p exceeds sweep.EXACT_BUDGET = "
                 f"{EXACT_BUDGET:.0e} operations")
     if key == "bias_p":
+        dof = row.get("bias_dof")
+        if isinstance(dof, float) and math.isfinite(dof):
+            return (f"bias p: N < 10 x {dof:.0f} degrees of freedom of the exact covariance, too few for the "
+                    "chi-square reference (docs/calibration.md)")
         return (f"bias p: no exact covariance, and N < 10 x {n_params} parameters for Hotelling's test "
                 "with the sample covariance")
     if key == "cosine":

@@ -20,6 +20,7 @@ from ._validation import (
     check_bool,
     check_float,
     check_int,
+    check_readable_file,
     check_sequence,
 )
 from .mdp import MDP
@@ -404,7 +405,7 @@ def _make_gym(spec: str, gamma: float | None, horizon: Any) -> MDP:
     for item in filter(None, (x.strip() for x in rest.split(","))):
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
-            raise ValidationError(f"bad env option {item!r} in {spec!r}; expected key=value "
+            raise ValidationError(f"`spec`: bad env option {item!r} in {spec!r}; expected key=value "
                                   "(e.g. gym:FrozenLake-v1:is_slippery=False,map_name=8x8)")
         kwargs[key.strip()] = _literal(value)
     try:
@@ -416,7 +417,7 @@ def _make_gym(spec: str, gamma: float | None, horizon: Any) -> MDP:
     try:
         env = gymnasium.make(env_id, **kwargs)
     except Exception as exc:  # gymnasium raises several error types for bad ids and kwargs
-        raise ValidationError(f"Gymnasium cannot make {env_id!r} with {kwargs}: {exc}") from None
+        raise ValidationError(f"`spec`: Gymnasium cannot make {env_id!r} with {kwargs}: {exc}") from None
     # gamma = 1 and the env's TimeLimit as horizon: J is Gymnasium's expected episode return
     return from_gymnasium(env, gamma=1.0 if gamma is None else gamma,
                           horizon="auto" if horizon is _UNSET else horizon)
@@ -482,7 +483,7 @@ def make(spec: str, *, gamma: float | None = None, horizon: Any = _UNSET) -> MDP
     if spec.startswith("gym:"):
         return _make_gym(spec, gamma, horizon)
     if spec.endswith(".npz"):
-        mdp = MDP.from_npz(spec)
+        mdp = MDP.from_npz(check_readable_file(spec, "spec"))   # a missing file is named as `spec`
     else:
         mdp = _make_builtin(spec)
     changes: dict[str, Any] = {}

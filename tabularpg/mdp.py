@@ -347,7 +347,7 @@ class MDP:
         expected = "an .npz archive written by MDP.to_npz (numeric arrays P, R, mu, gamma; optional horizon, terminal)"
         try:
             f = np.load(path, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001 - any failure to parse means "not an .npz archive"
+        except Exception as exc:
             raise FileFormatError(f"`path` {path!r} is not {expected}: {type(exc).__name__}") from None
         if not isinstance(f, np.lib.npyio.NpzFile):
             raise FileFormatError(f"`path` {path!r} holds a single array, not {expected}")
@@ -358,7 +358,7 @@ class MDP:
                                       f"expected {expected}")
             try:
                 data = {k: f[k] for k in ("P", "R", "mu", "gamma", "horizon", "terminal") if k in f.files}
-            except Exception as exc:  # noqa: BLE001 - pickled objects, corrupt members
+            except Exception as exc:
                 raise FileFormatError(f"`path` {path!r} holds an entry that is not a numeric array "
                                       f"({type(exc).__name__}); expected {expected}") from None
         for key in ("gamma", "horizon"):
@@ -376,7 +376,8 @@ class MDP:
         if "terminal" in data:
             terminal = data["terminal"]
             if terminal.dtype != bool:
-                raise FileFormatError(f"`path` {path!r}: `terminal` must be a boolean array; got dtype {terminal.dtype}")
+                raise FileFormatError(f"`path` {path!r}: `terminal` must be a boolean array; "
+                                      f"got dtype {terminal.dtype}")
         gamma = data["gamma"].item()
         try:
             return cls(data["P"], data["R"], data["mu"], gamma=gamma,

@@ -172,7 +172,8 @@ class _Drawer:
     def cells(self, s: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Flat cell index drawn in row ``s[n]`` for each ``n`` (a view of a work buffer)."""
         tab, n = self.table, s.size
-        u, qq, k, f, g, c = (b[:n] for b in (self.u, self.qq, self.k, self.f, self.g, self.c))
+        u, qq, c = self.u[:n], self.qq[:n], self.c[:n]
+        k, f, g = self.k[:n], self.f[:n], self.g[:n]
         W = tab.width
         rng.random(out=u)
         u *= W
@@ -405,17 +406,13 @@ def _resolve_horizon(mdp: MDP, horizon):
 
 def _action_law(mdp: MDP, policy: Policy, theta, behavior):
     r"""``(act_probs, behavior_log)``: the (S, A) law actions are drawn from, and
-    :math:`\log b` (S, A) when it is a behavior policy (else None)."""
+    :math:`\log b` (S, A) when it is a behavior policy (else None). ``behavior`` was
+    checked at the boundary (:func:`tabularpg._validation.check_problem` in :func:`sample`:
+    a table of the MDP's (S, A), or a (Policy, theta) pair of its (S, A))."""
     if behavior is None:
         return policy.probs(theta), None
     if isinstance(behavior, tuple):
         b_pol, b_theta = behavior
-        if not isinstance(b_pol, Policy):
-            raise ArgumentTypeError(f"`behavior` must be an (S, A) table or a (Policy, theta) pair; got a pair "
-                                    f"starting with {type(b_pol).__name__}")
-        if (b_pol.n_states, b_pol.n_actions) != (mdp.n_states, mdp.n_actions):
-            raise ValidationError(f"`behavior` policy has (S, A) = {(b_pol.n_states, b_pol.n_actions)}; "
-                                  f"the MDP has {(mdp.n_states, mdp.n_actions)}")
         act_probs = b_pol.probs(b_theta)
     else:
         act_probs = check_prob_table(behavior, mdp.n_states, mdp.n_actions, name="behavior")
@@ -477,7 +474,8 @@ def _rollout(table: _StepTable, terminal: np.ndarray, s0: np.ndarray, T: int, li
     cap = T if T <= 128 or not any_terminal else 128
     alloc = np.empty if full else np.zeros
     st, ac, rw = alloc((cap + 1, N), dtype=dt), alloc((cap, N), dtype=dt), alloc((cap, N))
-    lp = None if table.logb is None else alloc((cap, N))
+    logb = table.logb                           # None unless actions come from a behavior policy
+    lp = None if logb is None else alloc((cap, N))
     st[0] = s0
     s = st[0]
     lengths = np.full(N, T, dtype=np.int64) if limit is None else limit.copy()
@@ -504,16 +502,16 @@ def _rollout(table: _StepTable, terminal: np.ndarray, s0: np.ndarray, T: int, li
             np.take(table.action, g, out=ac[t], mode="clip")
             np.take(table.next_state, g, out=st[t + 1], mode="clip")
             np.take(table.reward, g, out=rw[t], mode="clip")
-            if lp is not None:
-                np.take(table.logb, g, out=lp[t], mode="clip")
+            if lp is not None and logb is not None:
+                np.take(logb, g, out=lp[t], mode="clip")
             s_next = st[t + 1]
         else:
             ac[t, active] = table.action.take(g)
             s_next = table.next_state.take(g)
             st[t + 1, active] = s_next
             rw[t, active] = table.reward.take(g)
-            if lp is not None:
-                lp[t, active] = table.logb.take(g)
+            if lp is not None and logb is not None:
+                lp[t, active] = logb.take(g)
         if any_terminal:
             hit = terminal.take(s_next)
             if hit.any():

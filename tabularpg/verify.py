@@ -31,7 +31,7 @@ class Check:
     """One verified identity: ``passed`` is ``error <= tolerance``.
 
     ``error`` is what was measured, named by ``measure``: a relative error for exact
-    identities, a test statistic (chi-square, max |z|) for Monte Carlo rows, whose
+    identities, a test statistic (chi-square, max ``|z|``) for Monte Carlo rows, whose
     ``tolerance`` is the statistic's critical value at the false-alarm rate ``alpha``."""
 
     section: str

@@ -114,7 +114,8 @@ def test_bad_arguments():
         check_estimator("reinforce", target="nope")
 
 
-@parametrize_with_checks([estimators.reinforce, _skip_first_reward], cases=["single_state", "deterministic_transitions"])
+@parametrize_with_checks([estimators.reinforce, _skip_first_reward],
+                         cases=["single_state", "deterministic_transitions"])
 def test_parametrize_with_checks(estimator, check):
     if estimator is _skip_first_reward:
         with pytest.raises(EstimatorCheckError):

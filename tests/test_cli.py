@@ -126,18 +126,37 @@ def test_verify_table_clips_long_names_and_reports_failures():
 
 
 def test_study_strict_json_says_why_cells_are_empty(capsys):
+    # the leave-one-out 'optimal' baseline has no exact covariance (its coefficients are
+    # ratios of sums over the other episodes), and N = 10 < 10 x 80 parameters is too few
+    # for Hotelling's test with the sample covariance: both cells empty, each saying why
     argv = ["study", "--mdp", "garnet:S=20,A=4,b=3,seed=0", "--estimators", "reinforce", "--batch-sizes", "10",
-            "--repeats", "1", "--json", "--quiet"]
+            "--repeats", "1", "--baseline", "optimal", "--json", "--quiet"]
     assert cli.main(argv) == 0
     payload = _strict_json(capsys.readouterr().out)
     (cell,) = payload["summary"]
     assert payload["horizon"] == cell["horizon"] == 20
-    assert cell["var_exact"] is None and cell["bias_p"] is None
-    assert any("trajectories to enumerate" in w for w in cell["empty_because"])
-    assert any("Hotelling" in w for w in cell["empty_because"])
+    assert cell["var_exact"] is None and cell["bias_p"] is None and cell["mse_exact"] is None
+    assert cell["var_sampled"] > 0
+    assert any("'optimal' baseline" in w and "no finite exact covariance" in w for w in cell["empty_because"])
+    assert any("Hotelling" in w and "10 x 80 parameters" in w for w in cell["empty_because"])
     assert cli.main(argv[:-2] + ["--quiet"]) == 0
     text = capsys.readouterr().out
-    assert "sampled horizon 20" in text and "[1] nan in " in text
+    assert "sampled horizon 20" in text and "[1] nan in " in text and "[2] nan in " in text
+
+
+def test_study_says_when_the_exact_recursion_is_over_budget(capsys):
+    # T S^2 A p = 20 * 500^2 * 4 * 2000 = 4e10 > sweep.EXACT_BUDGET = 2e10: no exact variance
+    # (while S = 20 above, or any MDP within the budget, gets one from the recursion)
+    argv = ["study", "--mdp", "garnet:S=500,A=4,b=3,seed=0", "--estimators", "reinforce", "--batch-sizes", "10",
+            "--repeats", "1", "--json", "--quiet"]
+    assert cli.main(argv) == 0
+    (cell,) = _strict_json(capsys.readouterr().out)["summary"]
+    assert cell["var_exact"] is None
+    assert any("exceeds sweep.EXACT_BUDGET" in w for w in cell["empty_because"])
+    assert cli.main(["study", "--mdp", "garnet:S=20,A=4,b=3,seed=0", "--estimators", "reinforce", "--batch-sizes",
+                     "10", "--repeats", "1", "--json", "--quiet"]) == 0
+    (cell,) = _strict_json(capsys.readouterr().out)["summary"]
+    assert cell["var_exact"] > 0 and not any("EXACT_BUDGET" in w for w in cell["empty_because"])
 
 
 def test_study_takes_npz_gym_and_baseline(tmp_path, capsys):

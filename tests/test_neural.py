@@ -162,10 +162,12 @@ def test_npg_and_trpo_increase_J_monotonically(algo):
 
 BAD = [
     ("phi-ndim", lambda: NeuralSoftmax(np.zeros(3)), ShapeError, "`phi` must have shape"),
-    ("state-features-need-n_actions", lambda: NeuralSoftmax(np.zeros((3, 2))), ValidationError, "`n_actions` is required"),
+    ("state-features-need-n_actions", lambda: NeuralSoftmax(np.zeros((3, 2))), ValidationError,
+     "`n_actions` is required"),
     ("n_actions-mismatch", lambda: NeuralSoftmax(np.zeros((3, 2, 2)), n_actions=3), ShapeError, "`n_actions`=3"),
     ("hidden-string", lambda: NeuralSoftmax(np.zeros((3, 2, 2)), hidden="16"), ValidationError, "`hidden` must be"),
-    ("hidden-zero", lambda: NeuralSoftmax(np.zeros((3, 2, 2)), hidden=(0,)), ValidationError, "`hidden[0]` must be >= 1"),
+    ("hidden-zero", lambda: NeuralSoftmax(np.zeros((3, 2, 2)), hidden=(0,)), ValidationError,
+     "`hidden[0]` must be >= 1"),
     ("activation", lambda: NeuralSoftmax(np.zeros((3, 2, 2)), activation="sigmoid"), ValidationError, "`activation`"),
     ("phi-nan", lambda: NeuralSoftmax(np.full((3, 2, 2), np.nan)), ValidationError, "`phi`"),
     ("theta-shape", lambda: NeuralSoftmax(np.zeros((3, 2, 2))).probs(np.zeros(3)), ShapeError, "`theta`"),

@@ -99,8 +99,8 @@ def test_monte_carlo_mean_of_sampled_updates_equals_the_exact_expected_update(al
     if "baseline" in w_opts:
         b = np.asarray(w_opts["baseline"])
         w_opts["baseline"] = b[x][:, None] if b.ndim else b
-    l = prob.log_ratio(pol.probs(theta))
-    c = rlhf.group_weights(algorithm, prob.reward[x[:, None], y], l[x[:, None], y], beta=prob.beta,
+    log_ratio = prob.log_ratio(pol.probs(theta))
+    c = rlhf.group_weights(algorithm, prob.reward[x[:, None], y], log_ratio[x[:, None], y], beta=prob.beta,
                            length=prob.length[x[:, None], y] if algorithm == "grpo" else None, **w_opts)
     samples = pol.contract_episodes(theta, np.repeat(np.arange(N), k), N, np.repeat(x, k), c.ravel(),
                                     y.ravel()).reshape(N, -1)

@@ -135,7 +135,8 @@ def test_alias_table_refuses_bad_rows(probs, values, exc, match):
 def test_behavior_policy_of_the_wrong_size_is_refused():
     mdp = envs.two_state()
     pol = TabularSoftmax(2, 2)
-    with pytest.raises(ValidationError, match=r"`behavior` policy has \(S, A\) = \(3, 2\)"):
+    # refused at the boundary (check_problem), as a ShapeError naming `behavior` and both shapes
+    with pytest.raises(ShapeError, match=r"`behavior` has \(S, A\) = \(3, 2\); the MDP has \(S, A\) = \(2, 2\)"):
         sample(mdp, pol, pol.zeros(), 3, rng=0, horizon=2, behavior=(TabularSoftmax(3, 2), np.zeros((3, 2))))
 
 

@@ -1,5 +1,7 @@
 """Bad arguments of every built-in MDP constructor (tabularpg.envs): the library's error,
 naming the argument. Rows are generated from each constructor's good call."""
+import inspect
+
 import numpy as np
 import pytest
 from _bad_inputs import Bad, T, V, bool_, float_, int_, rng_, rows_for, run_param
@@ -32,7 +34,11 @@ ROWS = (
         "gamma": GAMMA})
     + rows_for("two_state", envs.two_state, (), {}, {"gamma": GAMMA})
     + rows_for("make", envs.make, ("two_state",), {}, {
-        "spec": Bad(("int", 3, T), ("unknown", "nope", V))})
+        "spec": Bad(("int", 3, T), ("unknown", "nope", V), ("bad-key", "chain:Q=1", V),
+                    ("bad-value", "chain:S=x", V), ("key-without-value", "garnet:S", V),
+                    ("missing-npz", "/nonexistent/m.npz", V), ("gym-bad-id", "gym:NoSuchEnv-v0", V),
+                    ("gym-bad-option", "gym:FrozenLake-v1:is_slippery", V)),
+        "gamma": float_(0.0, 1.0, none=True), "horizon": HORIZON})
 )
 
 
@@ -43,8 +49,12 @@ def test_bad_argument(fn, call, error, words):
 
 def test_every_public_constructor_has_rows():
     covered = {r.id.split("-")[0] for r in ROWS}
-    # discount_counterexample and ZOO take no arguments
-    assert covered == set(envs.__all__) - {"discount_counterexample", "ZOO"}
+    # every public function with parameters; the constants (ZOO, ALIASES), the exception
+    # class and the argument-free functions (discount_counterexample, catalog) have none
+    with_args = {n for n in envs.__all__ if inspect.isfunction(getattr(envs, n))
+                 and inspect.signature(getattr(envs, n)).parameters}
+    assert {"garnet", "make", "bandit"} <= with_args
+    assert covered == with_args
 
 
 def test_make_reports_bad_option_values():

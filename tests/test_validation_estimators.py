@@ -66,6 +66,10 @@ ROWS += [pytest.param(E.importance_trajectory, {"batch": BATCH, "policy": POL, "
          pytest.param(E.reinforce, {"batch": BATCH, "policy": POL, "theta": TH, "options": {"lam": 0.5}}, V,
                       "'lam'", id="reinforce-options-unknown")]
 
+ROWS += rows_for("expected_mean_baseline", E.expected_mean_baseline, ("reinforce", MDP_, POL, TH), {"n_episodes": 4}, {
+    "estimator": EST, "mdp": obj(), "policy": obj() + Bad(("wrong-size", tpg.TabularSoftmax(2, 2), SH)),
+    "theta": THETA, "n_episodes": int_(1), "horizon": int_(1, none=True)})
+
 # expected(): every argument, and every critic option against the MDP's shapes
 ROWS += rows_for("expected", E.expected, ("reinforce", MDP_, POL, TH), {}, {
     "estimator": EST, "mdp": obj(), "policy": obj() + Bad(("wrong-size", tpg.TabularSoftmax(2, 2), SH)),

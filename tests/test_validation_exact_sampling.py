@@ -31,7 +31,7 @@ THETA = array(TH, complex_ok=True)
 PI_BAD = Bad(("str", "pi", T), ("shape", np.full((2, 2), 0.5), SH), ("nan", np.full((3, 2), np.nan), V),
              ("not-summing", np.ones((3, 2)), V), ("negative", np.array([[1.5, -0.5]] * 3), V))
 EV = exact.analyze(MDP_, PI)
-PROBE = lambda th: float(np.sum(np.asarray(th) ** 2))  # noqa: E731
+PROBE = lambda th: float(np.sum(np.asarray(th) ** 2))
 
 EXACT_ROWS = (
     rows_for("analyze", exact.analyze, (MDP_, PI), {}, {
@@ -69,16 +69,30 @@ SAMPLING_ROWS = (
                         ("mask-length", np.array([True, False]), SH))})
 )
 
+HORIZON = Bad(*[r for r in int_(1, none=True).rows if r[0] != "str"], ("unknown-str", "never", V))
+METHOD = Bad(("unknown", "fast", V), ("int", 1, V))
+ESTIMATOR = Bad(("int", 3, T), ("unknown", "nope", V))
+
 MOMENT_ROWS = (
     rows_for("enumerate_trajectories", moments.enumerate_trajectories, (MDP_, PI, 2), {}, {
         "mdp": obj(), "pi": PI_BAD, "horizon": int_(1, none=True), "max_trajectories": int_(1),
         "behavior": PI_BAD})
     + rows_for("exact_moments", moments.exact_moments, (MDP_, POL, TH, "reinforce", 2), {}, {
-        "mdp": obj(), "policy": POLICY, "theta": THETA, "estimator": Bad(("int", 3, T), ("unknown", "nope", V)),
-        "horizon": int_(1, none=True), "max_trajectories": int_(1)})
+        "mdp": obj(), "policy": POLICY, "theta": THETA, "estimator": ESTIMATOR, "horizon": HORIZON,
+        "method": METHOD, "behavior": PI_BAD, "max_trajectories": int_(1)})
+    + rows_for("exact_batch_moments", moments.exact_batch_moments, (MDP_, POL, TH, "reward_to_go", 3), {
+        "n_episodes": 4, "baseline": "leave_one_out"}, {
+        "mdp": obj(), "policy": POLICY, "theta": THETA, "estimator": ESTIMATOR + Bad(("no-batch-baseline", "q", V)),
+        "horizon": HORIZON, "n_episodes": int_(1), "baseline": Bad(("unknown", "median", V), ("optimal", "optimal", V),
+                                                                    ("array", np.zeros(3), V))})
     + rows_for("optimal_baseline", moments.optimal_baseline, (MDP_, POL, TH, "reinforce", 2), {}, {
-        "mdp": obj(), "policy": POLICY, "theta": THETA, "estimator": Bad(("unknown", "q", V)),
-        "horizon": int_(1, none=True), "per_component": bool_(), "max_trajectories": int_(1)})
+        "mdp": obj(), "policy": POLICY, "theta": THETA, "estimator": ESTIMATOR + Bad(("no-baseline", "q", V)),
+        "horizon": HORIZON, "kind": Bad(("unknown", "action", V), ("int", 0, V)), "method": METHOD,
+        "per_component": bool_(), "max_trajectories": int_(1)})
+    + rows_for("baseline_quadratic", moments.baseline_quadratic, (MDP_, POL, TH, "reward_to_go", 2), {}, {
+        "mdp": obj(), "policy": POLICY, "theta": THETA, "estimator": ESTIMATOR + Bad(("no-baseline", "gae", V)),
+        "horizon": HORIZON, "kind": Bad(("constant", "constant", V), ("int", 1, V))})
+    + rows_for("recursion_checks", moments.recursion_checks, (), {}, {"seed": int_(0)})
 )
 
 ORACLE_ROWS = (

@@ -38,7 +38,8 @@ def _csr_with_duplicates():
 MDP_ROWS = [
     ("P-string", dict(P="P"), ArgumentTypeError, "`P`"),
     ("P-complex", dict(P=_dense()["P"] + 0j), ArgumentTypeError, "`P` must be real"),
-    ("P-sparse-complex", dict(P=sp.csr_matrix(_dense()["P"].reshape(4, 2) + 0j)), ArgumentTypeError, "`P` must be real"),
+    ("P-sparse-complex", dict(P=sp.csr_matrix(_dense()["P"].reshape(4, 2) + 0j)), ArgumentTypeError,
+     "`P` must be real"),
     ("P-nan", dict(P=np.full((2, 2, 2), np.nan)), ValidationError, "`P`"),
     ("P-shape", dict(P=np.ones((2, 2, 3)) / 3), ShapeError, "`P`"),
     ("P-sparse-shape", dict(P=sp.csr_matrix(np.ones((3, 2)) / 2)), ShapeError, "`P`"),

@@ -39,14 +39,16 @@ ESTIMATOR = Bad(("int", 3, T), ("unknown", "nope", V))
 N_ITER = int_(0)
 
 OBJECTIVE_ROWS = (
-    rows_for("entropy_analyze", O.entropy_analyze, (MDP_, PI, 0.1), {}, {"mdp": obj(), "pi": PI_BAD, "tau": float_(0.0)})
+    rows_for("entropy_analyze", O.entropy_analyze, (MDP_, PI, 0.1), {},
+             {"mdp": obj(), "pi": PI_BAD, "tau": float_(0.0)})
     + rows_for("entropy_objective", O.entropy_objective, (MDP_, PI, 0.1), {}, {
         "mdp": obj(), "pi": PI_BAD, "tau": float_(0.0)})
     + rows_for("entropy_policy_gradient", O.entropy_policy_gradient, (MDP_, POL, TH, 0.1), {}, {
         "mdp": obj(), "policy": POLICY, "theta": THETA, "tau": float_(0.0)})
     + rows_for("soft_value_iteration", O.soft_value_iteration, (MDP_, 0.1), {}, {
         "mdp": obj(), "tau": POSITIVE, "tol": float_(0.0), "max_iter": int_(1)})
-    + rows_for("Surrogate.at", O.Surrogate.at, (MDP_, POL, TH), {}, {"mdp": obj(), "policy": POLICY, "theta_old": THETA})
+    + rows_for("Surrogate.at", O.Surrogate.at, (MDP_, POL, TH), {},
+               {"mdp": obj(), "policy": POLICY, "theta_old": THETA})
     + [r for n in ("surrogate", "expected_kl")
        for r in rows_for(n, getattr(O, n), (SUR, POL, TH), {}, {"sur": obj(), "policy": POLICY, "theta": THETA})]
     + rows_for("kl_hvp", O.kl_hvp, (SUR, POL, TH, np.ones((3, 2))), {}, {

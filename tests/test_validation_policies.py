@@ -5,12 +5,14 @@ import pytest
 from _bad_inputs import SH, Bad, T, V, array, int_, rng_, rows_for, run_param
 
 from tabularpg import policies
-from tabularpg.policies import LinearSoftmax, TabularSoftmax
+from tabularpg.policies import LinearSoftmax, NeuralSoftmax, TabularSoftmax
 
 TAB = TabularSoftmax(3, 2)
 LIN = LinearSoftmax(np.random.default_rng(0).normal(size=(3, 2, 4)))
 TH = np.random.default_rng(1).normal(size=(3, 2))
 THL = np.random.default_rng(2).normal(size=4)
+NEU = NeuralSoftmax(np.random.default_rng(3).normal(size=(3, 2, 2)), hidden=(3,))
+THN = np.random.default_rng(4).normal(size=NEU.theta_shape)
 S_ = np.array([0, 1, 2, 1])
 A_ = np.array([1, 0, 1, 1])
 W1 = np.array([0.5, -1.0, 2.0, 0.1])
@@ -59,6 +61,13 @@ ROWS = (
                {"n_states": int_(1), "n_actions": int_(1)})
     + rows_for_policy("tabular", TAB, TH)
     + rows_for_policy("linear", LIN, THL)
+    + rows_for("NeuralSoftmax", NeuralSoftmax, (np.ones((3, 2, 2)),), {"hidden": (3,)}, {
+        "phi": array(np.ones((3, 2, 2)), short=False) + Bad(("empty", np.ones((3, 2, 0)), SH), ("1d", np.ones(3), SH)),
+        "hidden": Bad(("str", "16", V), ("int", 3, V)), "activation": Bad(("unknown", "sigmoid", V), ("int", 1, V)),
+        "n_actions": Bad(("mismatch", 3, SH))})
+    + [pytest.param(NeuralSoftmax, {"phi": np.ones((3, 2, 2)), "hidden": (3, 0)}, V, "`hidden[1]`",
+                    id="NeuralSoftmax-hidden-zero-width")]
+    + rows_for_policy("neural", NEU, THN)
     + rows_for("softmax", policies.softmax, (np.zeros((2, 3)),), {},
                {"z": Bad(("str", "z", T), ("nan", np.full(3, np.nan), V), ("empty", np.zeros((2, 0)), SH)),
                 "axis": int_() + Bad(("out-of-range", 2, SH))})

@@ -40,7 +40,8 @@ SOLVE_ROWS = (
 INTEROP_ROWS = (
     rows_for("from_gymnasium", interop.from_gymnasium, (None,), {}, {
         "env": Bad(("id-string", "FrozenLake-v1", T), ("none", None, T), ("int", 3, T)),
-        "gamma": float_(0.0, 1.0), "horizon": Bad(*[r for r in int_(1, none=True).rows if r[0] != "str"], ("unknown-str", "never", V))})
+        "gamma": float_(0.0, 1.0),
+        "horizon": Bad(*[r for r in int_(1, none=True).rows if r[0] != "str"], ("unknown-str", "never", V))})
     + rows_for("to_gymnasium", interop.to_gymnasium, (M,), {}, {"mdp": obj(), "seed": int_(0, none=True)})
     + rows_for("to_mdptoolbox", interop.to_mdptoolbox, (M,), {}, {"mdp": obj()})
     + rows_for("from_mdptoolbox", interop.from_mdptoolbox, (np.transpose(M.P, (1, 0, 2)), M.r_sa), {}, {

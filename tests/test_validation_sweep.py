@@ -34,10 +34,12 @@ ROWS = (
         "out": Bad(("xlsx", "res.xlsx", V), ("int", 3, T), ("missing-dir", "/nonexistent/dir/res.csv", V))})
     + rows_for("write_table", sweep.write_table, ([{"a": 1}], "t.csv"), {}, {
         "rows": Bad(("str", "abc", T), ("non-dict", [1], T)), "path": Bad(("xlsx", "t.xlsx", V), ("int", 3, T))})
-    + rows_for("to_dataframe", sweep.to_dataframe, ([{"a": 1}],), {}, {"rows": Bad(("str", "abc", T), ("non-dict", [1], T))})
+    + rows_for("to_dataframe", sweep.to_dataframe, ([{"a": 1}],), {},
+               {"rows": Bad(("str", "abc", T), ("non-dict", [1], T))})
     + rows_for("task_dict", sweep.task_dict, (TASKS[0],), {}, {"task": obj()})
     + rows_for("study_task", sweep.study_task, (TASKS[0], np.random.SeedSequence(0)), {}, {
         "task": obj(), "seed_seq": Bad(("int", 3, T), ("str", "s", T))})
+    + rows_for("cell_seed", sweep.cell_seed, (TASKS[0], 0), {}, {"seed": int_(0)})
     + rows_for("read_journal", sweep.read_journal, ("j.jsonl",), {}, {"path": Bad(("int", 3, T))})
 )
 

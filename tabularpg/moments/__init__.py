@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _validation as _v
 from .._validation import (
     ArgumentTypeError,
     ShapeError,
     ValidationError,
     as_float_array,
+    check_choice,
     check_float,
     check_int,
     check_prob_table,
@@ -29,6 +31,12 @@ from ..estimators import BATCH_BASELINES, REGISTRY, Estimator
 from ..mdp import MDP
 from ..policies import LinearSoftmax, Policy, TabularSoftmax
 from . import recursion as _rec
+
+# the submodules below import this module's helpers inside their functions, so they can
+# be imported before the helpers are defined
+from .baseline import baseline_quadratic, optimal_baseline
+from .batch import exact_batch_moments
+from .checks import recursion_checks
 from .enumeration import Moments, enumerate_moments, enumerate_trajectories
 
 __all__ = [
@@ -49,7 +57,8 @@ METHODS = ("auto", "recursion", "enumerate")
 def _name(estimator):
     if isinstance(estimator, str):
         if estimator not in REGISTRY:
-            raise ValidationError(f"unknown estimator {estimator!r}; registered: {', '.join(sorted(REGISTRY))}")
+            raise ValidationError(f"`estimator`: unknown estimator {estimator!r}; registered: "
+                                  f"{', '.join(sorted(REGISTRY))}")
         return estimator
     if isinstance(estimator, Estimator):
         return estimator.name if REGISTRY.get(estimator.name) is estimator else None
@@ -238,7 +247,8 @@ def _recursion(mdp, policy, theta, name, horizon, behavior, options):
     S, A = mdp.n_states, mdp.n_actions
     unknown = set(options) - _OPTIONS[name]
     if unknown:
-        raise ValidationError(f"estimator {name!r} got unknown options {sorted(unknown)}; valid: {sorted(_OPTIONS[name])}")
+        raise ValidationError(f"estimator {name!r} got unknown options {sorted(unknown)}; "
+                              f"valid: {sorted(_OPTIONS[name])}")
     pi = policy.probs(theta)
     space = _space(policy, theta, S, A)
     if name == "random_horizon":
@@ -272,15 +282,12 @@ def _recursion(mdp, policy, theta, name, horizon, behavior, options):
     return _to_theta(policy, theta, space, mean, second)
 
 
-def _check_common(mdp, policy, theta):
-    if not isinstance(mdp, MDP):
-        raise ArgumentTypeError(f"`mdp` must be a tabularpg.MDP; got {type(mdp).__name__}")
-    if not isinstance(policy, Policy):
-        raise ArgumentTypeError(f"`policy` must be a tabularpg Policy; got {type(policy).__name__}")
-    if (policy.n_states, policy.n_actions) != (mdp.n_states, mdp.n_actions):
-        raise ValidationError(f"`policy` has (S, A) = {(policy.n_states, policy.n_actions)}; "
-                              f"the MDP has {(mdp.n_states, mdp.n_actions)}")
-    theta = policy.check_theta(theta)
+def _check_common(mdp, policy, theta, **options):
+    """Boundary checks shared by the public functions: ``mdp``, ``policy`` of its (S, A),
+    real ``theta`` of the policy's shape, and the named ``options`` (``horizon``,
+    ``estimator``, ``max_trajectories``, ``behavior``, ...) by
+    :func:`tabularpg._validation.check_problem`; returns the checked ``theta``."""
+    theta = _v.check_problem(mdp, policy, theta=theta, **options)
     if np.iscomplexobj(theta):
         raise ValidationError("`theta` must be real for exact moments")
     return theta
@@ -348,9 +355,9 @@ def exact_moments(mdp: MDP, policy: Policy, theta, estimator, horizon=None, *, m
     >>> bool(np.allclose(r.cov, e.cov, rtol=1e-12, atol=1e-14))
     True
     """
-    theta = _check_common(mdp, policy, theta)
-    if method not in METHODS:
-        raise ValidationError(f"`method` must be one of {METHODS}; got {method!r}")
+    theta = _check_common(mdp, policy, theta, horizon=horizon, estimator=estimator, behavior=behavior,
+                          max_trajectories=max_trajectories)
+    check_choice(method, "method", METHODS)
     if isinstance(options.get("baseline"), str):
         if options["baseline"] in BATCH_BASELINES:
             raise ValidationError(f"baseline={options['baseline']!r} couples the episodes of a batch; exact "
@@ -371,8 +378,3 @@ def exact_moments(mdp: MDP, policy: Policy, theta, estimator, horizon=None, *, m
     mean, second = _recursion(mdp, policy, theta, name, horizon, behavior, options)
     return _finish(mean, second)
 
-
-# submodules that use the helpers above
-from .baseline import baseline_quadratic, optimal_baseline
-from .batch import exact_batch_moments
-from .checks import recursion_checks

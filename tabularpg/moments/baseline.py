@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import ValidationError
+from .._validation import ValidationError, check_bool, check_choice, check_int
 from . import recursion as _rec
 
 __all__ = ["baseline_quadratic", "optimal_baseline"]
@@ -59,7 +59,7 @@ def _weight_moments(mdp, policy, theta, name, T):
 def _check(mdp, policy, theta, estimator, horizon):
     from . import _check_common, _horizon, _name
 
-    theta = _check_common(mdp, policy, theta)
+    theta = _check_common(mdp, policy, theta, horizon=horizon, estimator=estimator)
     name = _name(estimator)
     if name not in _ESTIMATORS:
         raise ValidationError(f"`estimator` must be one of {_ESTIMATORS} (the estimators that take a baseline); "
@@ -82,8 +82,7 @@ def baseline_quadratic(mdp, policy, theta, estimator="reward_to_go", horizon=Non
     """
     from . import _score_table, exact_moments
 
-    if kind not in ("state", "time_state"):
-        raise ValidationError(f"`kind` must be 'state' or 'time_state'; got {kind!r}")
+    check_choice(kind, "kind", ("state", "time_state"))
     theta, name, T = _check(mdp, policy, theta, estimator, horizon)
     S, A = mdp.n_states, mdp.n_actions
     psi = _score_table(policy, theta, S, A)                                   # (S*A, p)
@@ -144,10 +143,10 @@ def optimal_baseline(mdp, policy, theta, estimator="reinforce", horizon=None, *,
     >>> bool(tr(b) <= tr(V[0]))
     True
     """
-    if kind not in _KINDS:
-        raise ValidationError(f"`kind` must be one of {_KINDS}; got {kind!r}")
-    if method not in ("auto", "recursion", "enumerate"):
-        raise ValidationError(f"`method` must be 'auto', 'recursion' or 'enumerate'; got {method!r}")
+    check_choice(kind, "kind", _KINDS)
+    check_choice(method, "method", ("auto", "recursion", "enumerate"))
+    check_bool(per_component, "per_component")
+    check_int(max_trajectories, "max_trajectories", minimum=1)
     if kind == "constant" and method == "enumerate":
         from .enumeration import optimal_constant_baseline
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import ValidationError, check_int
+from .._validation import ValidationError, check_choice, check_int
 
 __all__ = ["exact_batch_moments"]
 
@@ -109,17 +109,16 @@ def exact_batch_moments(mdp, policy, theta, estimator, horizon=None, *, n_episod
     from . import _check_common, _horizon, _name, _recursion, _space, _to_theta
     from .recursion import _Model
 
-    theta = _check_common(mdp, policy, theta)
+    theta = _check_common(mdp, policy, theta, horizon=horizon, estimator=estimator, n_episodes=n_episodes)
     name = _name(estimator)
     if name not in _SUPPORTED:
         raise ValidationError(f"`estimator` must be one of {_SUPPORTED} (the estimators with batch baselines); "
                               f"got {estimator!r}")
-    if baseline == "optimal":
-        raise ValidationError("baseline='optimal' estimates ratios sum_j X_j Y_j / sum_j Y_j^2 from the other "
+    if isinstance(baseline, str) and baseline == "optimal":
+        raise ValidationError("`baseline`='optimal' estimates ratios sum_j X_j Y_j / sum_j Y_j^2 from the other "
                               "episodes: not a polynomial in them, so its covariance has no exact finite form; "
                               "its population value is moments.optimal_baseline(..., kind='constant')")
-    if baseline not in ("mean", "leave_one_out"):
-        raise ValidationError(f"`baseline` must be 'mean' or 'leave_one_out'; got {baseline!r}")
+    check_choice(baseline, "baseline", ("mean", "leave_one_out"))
     N = check_int(n_episodes, "n_episodes", minimum=1)
     if baseline == "leave_one_out" and N < 2:
         raise ValidationError(f"baseline='leave_one_out' needs n_episodes >= 2; got {N}")

@@ -9,6 +9,7 @@ import itertools
 import numpy as np
 
 from .. import envs, exact
+from .._validation import check_int
 from ..estimators import REGISTRY, estimate
 from ..mdp import MDP
 from ..policies import LinearSoftmax, TabularSoftmax
@@ -38,6 +39,7 @@ def recursion_checks(*, seed: int = 0) -> list:
     recursion's mean and second moment against enumeration, per estimator and MDP."""
     from . import enumerate_trajectories, exact_batch_moments, exact_moments
 
+    check_int(seed, "seed", minimum=0)
     rng = np.random.default_rng(seed)
     behavior = np.array([[0.3, 0.7], [0.5, 0.5], [0.8, 0.2]])
     cases = [("garnet(3,2,2),T=3", envs.garnet(3, 2, 2, rng=2, gamma=0.8), 3, TabularSoftmax(3, 2)),

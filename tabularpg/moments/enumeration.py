@@ -70,11 +70,14 @@ def enumerate_trajectories(mdp: MDP, pi, horizon=None, *, max_trajectories: int 
         horizon = mdp.horizon
     horizon = check_int(horizon, "horizon", minimum=1)
     S, A = mdp.n_states, mdp.n_actions
-    act = check_prob_table(pi if behavior is None else behavior, S, A, name="behavior" if behavior is not None else "pi")
+    act = check_prob_table(pi if behavior is None else behavior, S, A,
+                           name="behavior" if behavior is not None else "pi")
     P = mdp.P_dense()
     s = np.flatnonzero(mdp.mu > 0)
     prob = mdp.mu[s].astype(float)
-    hist_s, hist_a, hist_n = [], [], []
+    hist_s: list[np.ndarray] = []
+    hist_a: list[np.ndarray] = []
+    hist_n: list[np.ndarray] = []
     alive = np.ones(s.size, dtype=bool)
     ended = np.zeros(s.size, dtype=bool)
     for t in range(horizon):
@@ -172,7 +175,7 @@ def enumerate_moments(mdp: MDP, policy: Policy, theta, estimator, horizon=None, 
 
 
 def optimal_constant_baseline(mdp: MDP, policy: Policy, theta, estimator="reinforce", horizon=None, *,
-                              per_component: bool = True, max_trajectories: int = 200_000) -> np.ndarray:
+                              per_component: bool = True, max_trajectories: int = 200_000) -> np.ndarray | float:
     r"""Exact variance-minimizing constant baseline (Greensmith, Bartlett, Baxter 2004), by enumeration.
 
     Write the per-episode estimate with constant baseline ``b`` as :math:`X - b\,Y`

@@ -328,13 +328,13 @@ def _tail_stationary(mod, plan: Plan, space: WSpace):
             raise ValidationError(
                 f"untruncated second moments are infinite here: spectral radius of {name} is "
                 f"{c * _radius(M):.6g} >= 1 (pass a finite `horizon`, or use gamma < 1 / proper termination)")
-    I = np.eye(S)
-    alpha = _solve(I - zeta * zeta * M2.T, mod.mu, "forward occupancy sum_t zeta^2t alpha_t")
+    eye = np.eye(S)
+    alpha = _solve(eye - zeta * zeta * M2.T, mod.mu, "forward occupancy sum_t zeta^2t alpha_t")
     if h is not None:
         PHf = mod.weighted_f(h)
         eh, eh2 = mod.rowsum(h), mod.rowsum(h * h)
-        u1 = _solve(I - kap * M1, _sum_a(k1, eh, S, A), "E[G|s]")
-        u2 = _solve(I - kap * kap * M2, _sum_a(k2, eh2 + 2 * kap * (PHf @ u1), S, A), "E[G^2|s]")
+        u1 = _solve(eye - kap * M1, _sum_a(k1, eh, S, A), "E[G|s]")
+        u2 = _solve(eye - kap * kap * M2, _sum_a(k2, eh2 + 2 * kap * (PHf @ u1), S, A), "E[G^2|s]")
         g1 = eh + kap * (Pf @ u1)
         g2 = eh2 + 2 * kap * (PHf @ u1) + kap * kap * (Pf @ u2)
     else:
@@ -347,7 +347,7 @@ def _tail_stationary(mod, plan: Plan, space: WSpace):
     rhs = space.rows(k1 * Ec.reshape(S, A))
     if Dt is not None:
         rhs = rhs + k1.sum(1)[:, None] * Dt
-    m = _solve(I - zeta * M1, rhs, "E[Y|s]")
+    m = _solve(eye - zeta * M1, rhs, "E[Y|s]")
     Pm = Pf @ m
     w2 = (alpha[:, None] * k2).reshape(SA)
     own = w2 * Ec2
@@ -357,7 +357,7 @@ def _tail_stationary(mod, plan: Plan, space: WSpace):
         rhs_n = space.rows(k2 * EGc.reshape(S, A)) + zeta * _sum_a(k2, PHm, S, A)
         if Dt is not None:
             rhs_n += _sum_a(k2, g1, S, A)[:, None] * Dt
-        n = _solve(I - zeta * kap * M2, rhs_n, "E[G Y|s]")
+        n = _solve(eye - zeta * kap * M2, rhs_n, "E[G Y|s]")
         V = V + eta * PHm + eta * kap * (Pf @ n)
     cross = zeta * w2[:, None] * V
     blk = None
@@ -450,12 +450,12 @@ def random_horizon_moments(mdp, pi, space: WSpace):
     Pf, r = mod.Pf, mod.r
     PHf = mod.weighted_f(r)
     M = mod.kernel_matrix(pi)
-    I = np.eye(S)
-    d = _solve(I - g * M.T, mod.mu, "occupancy")
-    V = _solve(I - g * M, _sum_a(pi, mod.rowsum(r), S, A), "V")
+    eye = np.eye(S)
+    d = _solve(eye - g * M.T, mod.mu, "occupancy")
+    V = _solve(eye - g * M, _sum_a(pi, mod.rowsum(r), S, A), "V")
     Q = mod.rowsum(r) + g * (Pf @ V)
     base = mod.rowsum(r * r) + 2 * g * (PHf @ V)
-    w = _solve(I - g ** 1.5 * M, _sum_a(pi, base, S, A), "E[Qhat^2]")
+    w = _solve(eye - g ** 1.5 * M, _sum_a(pi, base, S, A), "E[Qhat^2]")
     Q2 = base + g ** 1.5 * (Pf @ w)
     occ = (d[:, None] * pi).reshape(SA)
     mean_w = occ * Q

@@ -54,5 +54,6 @@ __all__ = [
     "demonstrator", "evaluate", "expected_update", "fit_reward_model", "fit_reward_model_population",
     "group_weights", "kl_to_reference", "length_bias_world", "make_world", "normalization_bias",
     "random_world", "rebel_population_step", "rebel_step", "reward_model_loss", "reward_model_population_loss",
-    "sample_demonstrations", "sample_groups", "sampled_update", "sft", "sft_loss", "total_variation", "update_moments", "win_rate",
+    "sample_demonstrations", "sample_groups", "sampled_update", "sft", "sft_loss", "total_variation", "update_moments",
+    "win_rate",
 ]

@@ -18,13 +18,15 @@ the first epoch, every ratio :math:`\pi_\theta/\pi_{old} = 1`):
                :mod:`tabularpg.estimators` (Kool et al. 2019; Ahmadian et al. 2024)
 ``rebel``      pairs :math:`(y_1, y_2), (y_3, y_4), ...`: :math:`c_{1} = -c_{2} = (R_1 - R_2)/(\eta\,k/2)`,
                minus the gradient of REBEL's squared regression loss
-               :math:`\frac12(\frac1\eta(\log\frac{\pi_\theta(y_1)}{\pi_t(y_1)} - \log\frac{\pi_\theta(y_2)}{\pi_t(y_2)})
+               :math:`\frac12(\frac1\eta(\log\frac{\pi_\theta(y_1)}{\pi_t(y_1)}
+               - \log\frac{\pi_\theta(y_2)}{\pi_t(y_2)})
                - (R_1 - R_2))^2` at :math:`\theta_t` (Gao et al. 2024); the actual REBEL step solves the
                regression (:func:`rebel_step`)
 ``grpo``       :math:`c_i = \frac{1}{k|y_i|}\big(\frac{r_i - \bar r}{\mathrm{std}(r) + \epsilon}
                - \beta(1 - \frac{\pi_{ref}(y_i)}{\pi_\theta(y_i)})\big)` (Shao et al. 2024; the KL term is
                the gradient of the "k3" estimator :math:`\frac{\pi_{ref}}{\pi} - \log\frac{\pi_{ref}}{\pi} - 1`)
-``dr_grpo``    :math:`c_i = \frac{1}{k L_{max}}\big(r_i - \bar r - \beta(1 - \frac{\pi_{ref}(y_i)}{\pi_\theta(y_i)})\big)`
+``dr_grpo``    :math:`c_i = \frac{1}{k L_{max}}\big(r_i - \bar r
+               - \beta(1 - \frac{\pi_{ref}(y_i)}{\pi_\theta(y_i)})\big)`
                (Liu et al. 2025: no std and no per-response length normalization)
 =============  ==================================================================================
 
@@ -235,10 +237,10 @@ def sampled_update(algorithm: str, problem: KLProblem, policy: Policy, theta, x,
     opts = _options(algorithm, problem, beta, options)
     if "baseline" in opts:
         opts["baseline"] = _per_prompt(opts["baseline"], x)
-    l = policy.log_probs(theta) - np.log(problem.pi_ref)    # log-probabilities: finite where pi underflows
+    log_ratio = policy.log_probs(theta) - np.log(problem.pi_ref)    # log-probabilities: finite where pi underflows
     xx = x[:, None]
     length = problem.length[xx, y] if (problem.length is not None and algorithm == "grpo") else None
-    c = group_weights(algorithm, problem.reward[xx, y], l[xx, y], length=length, **opts)
+    c = group_weights(algorithm, problem.reward[xx, y], log_ratio[xx, y], length=length, **opts)
     n, k = y.shape
     return policy.contract(theta, np.repeat(x, k), c.ravel() / n, y.ravel())
 
@@ -264,10 +266,10 @@ def _enumerated_weights(algorithm, problem, policy, theta, k, beta, options, max
         b = np.asarray(opts["baseline"], dtype=float)
         opts["baseline"] = b[:, None, None] if b.ndim == 1 else b
     logp = policy.log_probs(theta)
-    l = logp - np.log(problem.pi_ref)
+    log_ratio = logp - np.log(problem.pi_ref)
     p = np.exp(logp[:, T].sum(axis=-1))                     # (X, M)
     length = problem.length[:, T] if (problem.length is not None and algorithm == "grpo") else None
-    c = group_weights(algorithm, problem.reward[:, T], l[:, T], length=length, **opts)
+    c = group_weights(algorithm, problem.reward[:, T], log_ratio[:, T], length=length, **opts)
     return theta, T, p, c
 
 
@@ -408,7 +410,8 @@ def rebel_step(problem: KLProblem, policy: Policy, theta, x, y, *, eta: float, c
     r"""One REBEL iteration (Gao et al. 2024, Algorithm 1) on sampled pairs.
 
     .. math::
-        \theta_{t+1} = \arg\min_\theta \sum_{i}\Big(\frac1\eta\Big(\log\frac{\pi_\theta(y_i|x_i)}{\pi_{\theta_t}(y_i|x_i)}
+        \theta_{t+1} = \arg\min_\theta \sum_{i}\Big(\frac1\eta\Big(
+        \log\frac{\pi_\theta(y_i|x_i)}{\pi_{\theta_t}(y_i|x_i)}
         - \log\frac{\pi_\theta(y'_i|x_i)}{\pi_{\theta_t}(y'_i|x_i)}\Big) - \big(R(x_i, y_i) - R(x_i, y'_i)\big)\Big)^2,
 
     with the KL-penalized reward :math:`R = r - \beta\log(\pi_{\theta_t}/\pi_{ref})`. For

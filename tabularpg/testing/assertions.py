@@ -355,7 +355,8 @@ def assert_unbiased(samples, target, *, cov=None, alpha: float = 1e-6, null_atol
     >>> assert_unbiased(np.full((10, 2), np.nan), [0.0, 0.0])
     Traceback (most recent call last):
     ...
-    tabularpg._validation.ValidationError: `samples` must be finite; got 20 non-finite entries (20 NaN, 0 infinite) in rows [0, 1, 2, 3, 4, ... (10 in all)], columns [0, 1]
+    tabularpg._validation.ValidationError: `samples` must be finite; got 20 non-finite entries
+    (20 NaN, 0 infinite) in rows [0, 1, 2, 3, 4, ... (10 in all)], columns [0, 1]
     """
     res = unbiased_test(samples, target, cov=cov, alpha=alpha, null_atol=null_atol, n_resamples=n_resamples)
     if not res.passed:
