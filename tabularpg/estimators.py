@@ -9,7 +9,26 @@ Every estimator here has the form (estimators make weights; policies contract th
 with :math:`w_{n,t,a} = c_{n,t} 1[a = a_{n,t}]` for single-action estimators. With
 :math:`G_t = \sum_{k \ge t}\gamma^{k-t} r_k` (within the batch), :math:`R = G_0`:
 
-=============================  =====================================================
+=============================  ============================================================
+``reinforce``                  :math:`c_t = R - b` (score of the trajectory times its
+                               return; Williams 1992)
+``reward_to_go``               :math:`c_t = \gamma^t (G_t - b)` (causality; the
+                               :math:`\gamma^t G_t` of Sutton et al. 2000)
+``reward_to_go_undiscounted``  :math:`c_t = G_t - b` (drops :math:`\gamma^t`; biased:
+                               Nota & Thomas 2020, "Is the policy gradient a gradient?")
+``q``                          :math:`c_t = \gamma^t \hat Q(s_t, a_t)` (actor-critic)
+``advantage``                  :math:`c_t = \gamma^t (\hat Q(s_t,a_t) - \hat V(s_t))`
+``td_residual``                :math:`c_t = \gamma^t (r_t + \gamma \hat V(s_{t+1}) - \hat V(s_t))` (A2C)
+``gae``                        :math:`c_t = \gamma^t \sum_{l \ge 0} (\gamma\lambda)^l \delta_{t+l}`
+                               (Schulman et al. 2016)
+``all_action``                 :math:`w_{t,a} = \gamma^t \pi(a|s_t) \hat Q(s_t, a)` (Sutton et al. 2001)
+``importance_trajectory``      :math:`c_t = \rho_{0:T}\, R`, :math:`\rho_{0:k} = \prod_{j \le k} \pi(a_j|s_j)/b(a_j|s_j)`
+                               (importance weighting of whole trajectories)
+``importance_per_decision``    :math:`c_t = \sum_{k \ge t} \gamma^k r_k \rho_{0:k}` (Precup et al. 2000)
+``random_horizon``             :math:`c_{T'} = \hat Q / (1-\gamma)`, :math:`\hat Q = \sum_{k\ge0}\gamma^{k/2} r_{T'+k}`
+                               (Zhang, Koppel, Zhu, Basar 2020; needs ``horizon="geometric"``)
+=============================  ============================================================
+
 Baselines (``baseline=``, REINFORCE forms): a constant, a time-indexed array ``(T, 1)``
 (or ``(T,)`` when ``T != S``), a state array ``(S,)`` or a time-state array ``(T, S)``; ``"mean"`` (the batch mean of ``R``, or of ``G_t``
 per step; its expectation is :math:`(1 - 1/N)\nabla J`:

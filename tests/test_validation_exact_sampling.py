@@ -37,7 +37,7 @@ EXACT_ROWS = (
     rows_for("analyze", exact.analyze, (MDP_, PI), {}, {
         "mdp": obj(), "pi": PI_BAD, "rtol": float_(0.0, 1.0), "occupancy": bool_(),
         "reward": array(np.zeros((3, 2)), complex_ok=True)})
-    + [r for n in ("evaluate", "advantage", "occupancy", "objective")
+    + [r for n in ("evaluate", "advantage", "occupancy", "objective", "expected_steps")
        for r in rows_for(n, getattr(exact, n), (MDP_, PI), {}, {"mdp": obj(), "pi": PI_BAD})]
     + rows_for("expected_weights", exact.expected_weights, (EV, PI), {}, {
         "ev": obj(), "pi": array(PI, complex_ok=True)})
