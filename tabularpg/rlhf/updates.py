@@ -163,10 +163,14 @@ def group_weights(algorithm: str, reward, log_ratio, *, beta: float, length=None
         std = r.std(axis=-1, ddof=1, keepdims=True)
         if eps == 0 and np.any(std == 0):
             raise ValidationError("`eps` = 0 divides by a zero std (a group with equal rewards); pass eps > 0")
-        L = 1.0 if length is None else np.asarray(length, dtype=float)
-        if length is not None and (L.shape != r.shape or not np.all(L >= 1)):
-            raise ValidationError(f"`length` must have the shape of `reward` {r.shape} with entries >= 1; got "
-                                  f"shape {L.shape}" + (f", min {L.min():g}" if L.shape == r.shape else ""))
+        L: float | np.ndarray = 1.0
+        if length is not None:
+            lengths = np.asarray(length, dtype=float)
+            if lengths.shape != r.shape or not np.all(lengths >= 1):
+                raise ValidationError(
+                    f"`length` must have the shape of `reward` {r.shape} with entries >= 1; got shape "
+                    f"{lengths.shape}" + (f", min {lengths.min():g}" if lengths.shape == r.shape else ""))
+            L = lengths
         return (centered / (std + eps) + kl_w) / (k * L)
     max_length = check_float(max_length, "max_length")
     if max_length <= 0:
