@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import textwrap
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
@@ -75,7 +76,7 @@ def load_mdp(spec: str, *, gamma: float | None = None, horizon: int | None = Non
         except envs.MissingDependencyError as exc:
             raise UsageError(f"--mdp: {exc}") from None
         except TabularPGError as exc:
-            raise UsageError(f"--mdp: {exc}") from None
+            raise UsageError(f"--mdp: {str(exc).replace('`spec`: ', '')}") from None
     changes = {}
     if gamma is not None:
         changes["gamma"] = gamma
@@ -87,6 +88,15 @@ def load_mdp(spec: str, *, gamma: float | None = None, horizon: int | None = Non
         raise UsageError(f"--gamma/--horizon: {exc}") from None
 
 
+def _first_sentence(func) -> str:
+    """The first sentence of ``func``'s docstring on one line, without reST markup."""
+    import inspect
+    import re
+
+    para = " ".join((inspect.getdoc(func) or "").split("\n\n")[0].split())
+    return re.split(r"(?<=\.)\s+(?=[A-Z])", para)[0].replace("``", "").replace("*", "").rstrip(".")
+
+
 def _mdp_help() -> str:
     from . import envs
 
@@ -94,7 +104,8 @@ def _mdp_help() -> str:
     for name, info in envs.catalog().items():
         alias = f" (alias: {', '.join(info['aliases'])})" if info["aliases"] else ""
         defaults = ", ".join(f"{k}={v}" for k, v in info["defaults"].items())
-        lines.append(f"  {name}{alias}: {info['summary']}")
+        lines.append(textwrap.fill(f"{name}{alias}: {_first_sentence(getattr(envs, name))}", width=100,
+                                   initial_indent="  ", subsequent_indent="      "))
         lines.append(f"      keys: {', '.join(info['keys'])}" + (f"; defaults: {defaults}" if defaults else ""))
     lines += ["Also: gym:ID[:key=value,...] (a Gymnasium toy-text env, e.g. gym:FrozenLake-v1:is_slippery=False;",
               "      gamma = 1 and the env's time limit as horizon unless --gamma/--horizon; needs tabularpg[gym])",
@@ -312,8 +323,9 @@ def _plot_values(path, v, greedy, mdp, spec):
 def _csv_list(text, name, conv=str):
     try:
         out = [conv(x.strip()) for x in text.split(",") if x.strip()]
-    except ValueError as exc:
-        raise UsageError(f"{name}: {exc}") from None
+    except ValueError:
+        kind = {int: "integers", float: "numbers"}.get(conv, "values")
+        raise UsageError(f"{name}: expected comma-separated {kind}; got {text!r}") from None
     if not out:
         raise UsageError(f"{name}: expected a comma-separated list; got {text!r}")
     return out
@@ -782,7 +794,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = _join_dash_values(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # report on the command's own usage line, not the top-level one
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     if getattr(args, "mdp", None) == "help":
         print(_mdp_help())
         return 0
