@@ -421,11 +421,16 @@ def check_estimator(fn, *, target="gradient", n_episodes: int = 10000, alpha: fl
                                      level, not rejected, msg)
     result = CheckResult(f"{name}, target {target_name}", tuple(rows[c.name] for c in chosen), alpha, seed_note)
     if raise_on_failure and not result.passed:
-        first = result.failures[0]
+        first, others = result.failures[0], [r.case for r in result.failures[1:]]
+        numbers = (f" (Hotelling T^2 = {first.statistic:.4g}, p = {first.p_value:.3g} < Holm level "
+                   f"{first.threshold:.3g}; the largest coordinate of the mean is {first.bias_se:.3g} standard "
+                   f"errors from the target)" if np.isfinite(first.p_value) else "")
+        also = f" Also failing: {', '.join(others)}." if others else ""
         raise EstimatorCheckError(
-            f"estimator {name!r} fails case {first.case!r} ({first.spec}): {first.message}.\n"
+            f"estimator {name!r} fails case {first.case!r} ({first.spec}): {first.message}{numbers}.{also}\n"
             f"Reproduce: check_estimator(fn, target={target!r}, n_episodes={n}, cases=[{first.case!r}], "
-            f"rng={seed_note}); the problem is tabularpg.testing.check.CASES[{first.case!r}].build() "
+            f"rng={seed_note}); the case's (mdp, policy, theta, horizon) are "
+            f"tabularpg.testing.check.CASES[{first.case!r}].build() "
             f"(seed {CASES[first.case].seed if first.case in CASES else '?'}).\n\n{result}")
     return result
 
