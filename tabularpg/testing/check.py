@@ -320,7 +320,7 @@ def _run_case(case, fn, reg, target_fn, n, rng):
                               f"shape {theta.shape}")
     try:
         out = fn(batch, pol, theta)
-    except Exception as exc:  # noqa: BLE001 - the estimator crashed: a failing case, reported with its error
+    except Exception as exc:
         return None, f"the estimator raised {type(exc).__name__}: {exc}"
     X, msg = _per_episode(out, batch, pol, theta)
     if X is None:
