@@ -320,6 +320,17 @@ def _plot_values(path, v, greedy, mdp, spec):
 
 
 # ----------------------------------------------------------------------------- study
+_STUDY_COLUMNS = (
+    "Table columns, one row per estimator and batch size N (means over --repeats batches): "
+    "|E-grad J| = ||E[g] - grad J||, the exact bias of the estimator g (0 when unbiased); "
+    "bias p = p-value of the test that the Monte Carlo mean of g equals E[g] (chi-square with the "
+    "exact covariance, else Hotelling; small p means sampler and expectation disagree); "
+    "var/ep MC and var/ep exact = trace of the covariance of one episode's estimate, sampled and exact; "
+    "MSE and MSE exact = ||batch mean - grad J||^2, measured and its exact expectation; "
+    "cosine = cosine between the batch mean and grad J. nan marks a value that could not be "
+    "computed; a numbered note under the table says why.")
+
+
 def _csv_list(text, name, conv=str):
     try:
         out = [conv(x.strip()) for x in text.split(",") if x.strip()]
@@ -420,6 +431,8 @@ def _cmd_study(args) -> int:
         lines.append(f"{name:26} {n:6d} {m['bias_exact_norm']:10.3g} {m['bias_p']:9.3g} {m['var_sampled']:11.4g} "
                      f"{m['var_exact']:12.4g} {m['mse']:10.3g} {m['mse_exact']:10.3g} {m['cosine']:7.3f}{mark}")
     lines += [f"[{i}] nan in {why}" for why, i in notes.items()]
+    lines.append("columns: 'tabularpg study --help'; E = exact expectation, MC = Monte Carlo, var/ep = trace of "
+                 "the per-episode covariance")
     if args.out:
         sweep.write_table(rows, args.out)
         print(f"wrote {args.out}", file=sys.stderr)
@@ -714,7 +727,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(s)
     s.set_defaults(func=_cmd_solve)
 
-    st = sub.add_parser("study", help="bias and variance of estimators against their exact expectations")
+    st = sub.add_parser("study", help="bias and variance of estimators against their exact expectations",
+                        epilog=_STUDY_COLUMNS)
     common(st)
     st.add_argument("--estimators", default="reinforce,reward_to_go,gae",
                     help="comma-separated registry names (default reinforce,reward_to_go,gae)")

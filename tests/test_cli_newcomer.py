@@ -47,3 +47,17 @@ def test_mdp_help_has_whole_first_sentences(capsys):
     assert "``" not in text and max(map(len, out.out.splitlines())) <= 100
     for name in tpg.envs.catalog():
         assert f"  {name}" in out.out
+
+
+def test_study_explains_its_columns(capsys):
+    rc, out = _run(["study", "--help"], capsys)
+    assert rc == 0
+    text = " ".join(out.out.split())
+    for column in ("|E-grad J| =", "bias p =", "var/ep MC and var/ep exact =", "MSE and MSE exact =", "cosine ="):
+        assert column in text
+    rc, out = _run(["study", "--mdp", "two_state", "--estimators", "reinforce", "--batch-sizes", "10",
+                    "--horizon", "3", "--repeats", "2"], capsys)
+    assert rc == 0
+    header = next(line for line in out.out.splitlines() if line.startswith("estimator"))
+    assert all(c in header for c in ("|E-grad J|", "bias p", "var/ep MC", "MSE exact", "cosine"))
+    assert out.out.rstrip().splitlines()[-1].startswith("columns: 'tabularpg study --help'")
