@@ -115,3 +115,15 @@ def test_cli_errors_name_the_flag(capsys, args, flag):
     code, out, err = _main(capsys, *args)
     assert code == 2 and out == ""
     assert err.startswith(f"tabularpg arena: error: {flag}") and "`" not in err
+
+
+def test_cli_json_is_strict_with_one_seed(capsys):
+    """One seed has no confidence interval: null in the JSON, never NaN."""
+    code, out, _ = _main(capsys, "--world", SMALL, "--algorithms", "sft", "--seeds", "1", "--iters", "2", "--json")
+    assert code == 0
+
+    def refuse(constant):
+        raise AssertionError(f"non-strict JSON constant {constant}")
+
+    payload = json.loads(out, parse_constant=refuse)
+    assert payload["rows"][0]["win_rate_low"] is None and payload["rows"][0]["win_rate"] is not None

@@ -47,14 +47,20 @@ class ArenaResult:
     settings: dict
 
     def to_json(self) -> str:
+        """Strict JSON: numpy values as Python ones, non-finite floats (the interval of a
+        single seed) as ``null``."""
         def conv(x):
-            if isinstance(x, np.ndarray):
-                return x.tolist()
-            if isinstance(x, (np.floating, np.integer)):
-                return x.item()
-            raise TypeError(type(x).__name__)
-        return json.dumps({"settings": self.settings, "rows": self.rows, "finals": self.finals,
-                           "frontier": self.frontier}, indent=1, default=conv)
+            if isinstance(x, dict):
+                return {str(k): conv(v) for k, v in x.items()}
+            if isinstance(x, (list, tuple, np.ndarray)):
+                return [conv(v) for v in x]
+            if isinstance(x, (np.floating, np.integer, np.bool_)):
+                x = x.item()
+            if isinstance(x, float) and not np.isfinite(x):
+                return None
+            return x
+        return json.dumps(conv({"settings": self.settings, "rows": self.rows, "finals": self.finals,
+                                "frontier": self.frontier}), indent=1, allow_nan=False)
 
 
 def default_algorithms(policy: str = "tabular") -> tuple:
