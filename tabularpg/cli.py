@@ -292,12 +292,29 @@ def _plot_values(path, v, greedy, mdp, spec):
     title = f"V* and the greedy policy\n{_describe(mdp, spec)}"
     if layout is not None and mdp.n_actions == 4:
         r, c, moves = layout
+        P = np.asarray(mdp.P.toarray() if hasattr(mdp.P, "toarray") else mdp.P).reshape(
+            mdp.n_states, mdp.n_actions, mdp.n_states)
+        reached = np.asarray(mdp.mu) > 0  # cells reachable from a start state (cliff cells are not)
+        while True:
+            grown = reached | (P[reached].sum(axis=(0, 1)) > 0)
+            if np.array_equal(grown, reached):
+                break
+            reached = grown
         img = np.full((r.max() + 1, c.max() + 1), np.nan)
-        img[r, c] = v
+        img[r[reached], c[reached]] = v[reached]
         fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * img.shape[1] + 2), max(3.5, 0.6 * img.shape[0] + 1.5)))
+        ax.set_facecolor("0.85")  # never-reached cells stay grey
         im = ax.imshow(img, cmap="viridis")
-        fig.colorbar(im, ax=ax, label="V*(s)")
+        fig.colorbar(im, ax=ax, label="V*(s)", shrink=float(np.clip(img.shape[0] / img.shape[1] + 0.2, 0.5, 1.0)))
+        ax.set_xticks(np.arange(-0.5, img.shape[1]), minor=True)
+        ax.set_yticks(np.arange(-0.5, img.shape[0]), minor=True)
+        ax.grid(which="minor", color="k", linewidth=0.5)
+        ax.tick_params(which="minor", length=0)
+        if not reached.all():
+            title += "; grey: never reached from a start state"
         for s in range(mdp.n_states):
+            if not reached[s]:
+                continue
             if mdp.terminal[s]:
                 ax.text(c[s], r[s], "T", ha="center", va="center", color="w")
                 continue
@@ -312,6 +329,7 @@ def _plot_values(path, v, greedy, mdp, spec):
         if mdp.n_states <= 40:
             for s in range(mdp.n_states):
                 ax.text(s, v[s], f"a{int(greedy[s])}", ha="center", va="bottom", fontsize=7)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("state (label: greedy action)")
         ax.set_ylabel("V*(s)")
     ax.set_title(title, fontsize=9)

@@ -61,3 +61,33 @@ def test_study_explains_its_columns(capsys):
     header = next(line for line in out.out.splitlines() if line.startswith("estimator"))
     assert all(c in header for c in ("|E-grad J|", "bias p", "var/ep MC", "MSE exact", "cosine"))
     assert out.out.rstrip().splitlines()[-1].startswith("columns: 'tabularpg study --help'")
+
+
+def _solve_figure(spec, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    figs = []
+    monkeypatch.setattr(cli, "_save", lambda fig, path: figs.append(fig))
+    rc, _ = _run(["solve", "--mdp", spec, "--plot", "unused.png"], capsys)
+    assert rc == 0 and len(figs) == 1
+    return figs[0]
+
+
+def test_cliff_cells_are_grey_in_the_solve_plot(monkeypatch, capsys):
+    """The 10 cliff cells are never entered: no value, no arrow, said in the title; cell
+    borders are drawn."""
+    import numpy as np
+
+    ax = _solve_figure("cliff_walking", monkeypatch, capsys).axes[0]
+    img = np.asarray(ax.images[0].get_array().filled(np.nan))
+    assert img.shape == (4, 12)
+    assert np.isnan(img[3, 1:11]).all() and np.isfinite(img[:3]).all() and np.isfinite(img[3, [0, 11]]).all()
+    assert "grey: never reached" in ax.get_title()
+    assert len(ax.texts) == 48 - 10                              # one arrow or "T" per reached cell
+    assert list(ax.get_xticks(minor=True)) == list(np.arange(-0.5, 12))  # cell borders
+
+
+def test_bar_plot_of_states_has_integer_ticks(monkeypatch, capsys):
+    ax = _solve_figure("garnet:S=7,A=2,b=2", monkeypatch, capsys).axes[0]
+    ax.figure.canvas.draw()
+    ticks = [t for t in ax.get_xticks() if 0 <= t <= 6]
+    assert ticks and all(float(t).is_integer() for t in ticks)
