@@ -525,7 +525,7 @@ def _default_step(algorithm: str, mdp, pol, theta0, dpo_data=None, beta=None) ->
         scale, what = float(np.max(np.abs(exact.policy_gradient(mdp, pol, theta0)))), "max|grad J(theta_0)|"
     if not np.isfinite(scale) or scale <= 1e-300:
         return c, f"{c:g} ({what} = 0)"
-    return c / scale, f"{c:g} / {what} = {c / scale:.4g}"
+    return c / scale, f"{c / scale:.4g} = {c:g} / {what}"
 
 
 _PREF_SCALE = 5.0
@@ -588,7 +588,7 @@ def _cmd_train(args) -> int:
     it = args.iters
     dpo_data = _dpo_problem(mdp, args.seed, 10 * args.episodes) if args.algorithm == "dpo" else None
     if args.step_size is not None:
-        lr, lr_text = args.step_size, f"{args.step_size:g}"
+        lr, lr_text = args.step_size, f"{args.step_size:g} (--step-size)"
     else:
         lr, lr_text = _default_step(args.algorithm, mdp, pol, theta0, dpo_data, args.beta)
     bar = (lambda r: progress(r, total=it, desc=args.algorithm, quiet=args.quiet))
@@ -616,10 +616,10 @@ def _cmd_train(args) -> int:
     every = max(1, it // 10)
     step_txt = f"delta={args.delta:g}" if args.algorithm == "trpo" else f"step size {lr_text}"
     lines = [f"{args.algorithm} on {_describe(mdp, args.mdp)}, {step_txt}: J* = {j_star:.6g}",
-             f"{'iter':>6} {'J':>12} {'J* - J':>12} {'KL':>10}"]
+             f"{'iter':>6} {'J':>12} {'J* - J':>12} {'KL(old||new)':>13}"]
     for k in list(range(0, it + 1, every)) + ([it] if it % every else []):
-        kl = res.kl[k - 1] if k > 0 else float("nan")
-        lines.append(f"{k:6d} {res.j[k]:12.6g} {j_star - res.j[k]:12.3g} {max(kl, 0.0) if kl == kl else kl:10.3g}")
+        kl = f"{max(res.kl[k - 1], 0.0):13.3g}" if k > 0 else f"{'-':>13}"
+        lines.append(f"{k:6d} {res.j[k]:12.6g} {j_star - res.j[k]:12.3g} {kl}")
     gap0 = j_star - res.j[0]
     if np.isfinite(res.j[-1]) and gap0 > 0:
         lines.append(f"closed {100 * (1 - (j_star - res.j[-1]) / gap0):.1f}% of the gap to J* in {it} iterations")

@@ -91,3 +91,14 @@ def test_bar_plot_of_states_has_integer_ticks(monkeypatch, capsys):
     ax.figure.canvas.draw()
     ticks = [t for t in ax.get_xticks() if 0 <= t <= 6]
     assert ticks and all(float(t).is_integer() for t in ticks)
+
+
+def test_train_says_how_the_step_size_was_chosen_and_what_kl_is(capsys):
+    rc, out = _run(["train", "--mdp", "two_state", "--algorithm", "pg", "--iters", "2"], capsys)
+    assert rc == 0
+    first, header, row0 = out.out.splitlines()[:3]
+    assert ", step size " in first and " = 1 / max|grad J(theta_0)|: J* = 18" in first
+    assert header.split() == ["iter", "J", "J*", "-", "J", "KL(old||new)"]
+    assert row0.split()[-1] == "-" and "nan" not in out.out   # no step before iteration 0
+    rc, out = _run(["train", "--mdp", "two_state", "--algorithm", "pg", "--iters", "2", "--step-size", "0.5"], capsys)
+    assert rc == 0 and "step size 0.5 (--step-size): J* = 18" in out.out.splitlines()[0]
