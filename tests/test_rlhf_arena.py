@@ -127,3 +127,16 @@ def test_cli_json_is_strict_with_one_seed(capsys):
 
     payload = json.loads(out, parse_constant=refuse)
     assert payload["rows"][0]["win_rate_low"] is None and payload["rows"][0]["win_rate"] is not None
+
+
+def test_plot_title_says_what_dots_and_lines_are(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    titles = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: titles.append(fig.axes[0].get_title()))
+    result = arena.run_arena(arena.make_world(SMALL), ["sft", "dpo"], seeds=2, n_iter=2)
+    arena.plot_arena(result, str(tmp_path / "a.png"))
+    (title,) = titles
+    assert "random world, tabular policy, beta=0.1" in title
+    assert "dots: final policy of each of 2 seed(s); thin lines: training path of the first seed" in title

@@ -251,7 +251,10 @@ def plot_arena(result: ArenaResult, path: str) -> None:
     ax.set_xlim(0, kmax)
     ax.set_xlabel(r"KL($\pi\,\|\,\pi_{ref}$) (nats)")
     ax.set_ylabel(r"win rate against $\pi_{ref}$ (%)")
-    ax.set_title(f"{result.settings['world']} world: win rate vs KL")
+    st = result.settings
+    ax.set_title(f"{st['world']} world, {st['policy']} policy, beta={st['beta']:g}: win rate vs KL\n"
+                 f"dots: final policy of each of {st['seeds']} seed(s); thin lines: training path of the first seed",
+                 fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
