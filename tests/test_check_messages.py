@@ -27,3 +27,28 @@ def test_failure_message_gives_the_numbers_and_every_failing_case():
 
 def test_passing_estimator_raises_nothing():
     assert check_estimator("reward_to_go", cases=["single_state", "linear_policy"], n_episodes=2000).passed
+
+
+@pytest.mark.parametrize("name", ["q", "advantage", "gae", "td_residual"])
+def test_registered_critic_estimators_get_the_exact_critic(name):
+    """By name, a critic estimator is checked with the exact critic of each case's
+    truncated objective (unbiased there); without one it could only raise."""
+    res = check_estimator(name, n_episodes=2000, cases=["discounted_finite_horizon", "linear_policy"],
+                          raise_on_failure=False)
+    assert res.passed, str(res)
+
+
+def test_a_deterministic_estimate_equal_to_the_target_passes_and_one_off_by_1e_6_fails():
+    from tabularpg.sweep import _estimator_setup
+    from tabularpg.testing.check import CASES
+
+    res = check_estimator("all_action", cases=["single_state"], n_episodes=2000, raise_on_failure=False)
+    assert res.passed and "equals the target in every episode" in res.rows[0].message
+    mdp, pol, theta, H = CASES["single_state"].build()
+    q = _estimator_setup("all_action", mdp, H, pol, theta)[1]["critic"]
+
+    def off(batch, policy, theta):      # deterministic, 1e-6 relative bias
+        return tpg.estimate(batch, policy, theta, "all_action", critic=q * (1 + 1e-6)).samples
+
+    res = check_estimator(off, cases=["single_state"], n_episodes=2000, raise_on_failure=False)
+    assert not res.passed
