@@ -52,6 +52,21 @@ def _flagged(message: str, extra: dict | None = None) -> str:
     return message
 
 
+#: the builders' parameter names as ``--mdp NAME:key=value`` spells them
+_SPEC_KEYS = {"n_states": "S", "n_actions": "A", "branching": "b", "rng": "seed"}
+
+
+def _spec_words(message: str) -> str:
+    """A library message about an MDP spec in the spec's own words: ``S`` for ``n_states``
+    (and so on), no backticks, no ``spec`` argument name."""
+    import re
+
+    message = message.replace("`spec`: ", "")
+    for name, key in _SPEC_KEYS.items():
+        message = re.sub(rf"`{name}`|\b{name}\b(?= =)", key, message)
+    return re.sub(r"`(\w+)`", r"\1", message)
+
+
 def load_mdp(spec: str, *, gamma: float | None = None, horizon: int | None = None) -> MDP:
     """Build an MDP from a ``--mdp`` spec (built-in, ``gym:ID[:key=value,...]`` or ``.npz``
     path; see :func:`tabularpg.envs.make`), refusing bad specs and files with a
@@ -76,7 +91,7 @@ def load_mdp(spec: str, *, gamma: float | None = None, horizon: int | None = Non
         except envs.MissingDependencyError as exc:
             raise UsageError(f"--mdp: {exc}") from None
         except TabularPGError as exc:
-            raise UsageError(f"--mdp: {str(exc).replace('`spec`: ', '')}") from None
+            raise UsageError(f"--mdp: {_spec_words(str(exc))}") from None
     changes = {}
     if gamma is not None:
         changes["gamma"] = gamma

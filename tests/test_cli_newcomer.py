@@ -102,3 +102,12 @@ def test_train_says_how_the_step_size_was_chosen_and_what_kl_is(capsys):
     assert row0.split()[-1] == "-" and "nan" not in out.out   # no step before iteration 0
     rc, out = _run(["train", "--mdp", "two_state", "--algorithm", "pg", "--iters", "2", "--step-size", "0.5"], capsys)
     assert rc == 0 and "step size 0.5 (--step-size): J* = 18" in out.out.splitlines()[0]
+
+
+@pytest.mark.parametrize("spec, expected", [("garnet:S=-1", "--mdp: S must be >= 1; got -1"),
+                                            ("garnet:b=9,S=3", "--mdp: b must be <= S = 3; got 9"),
+                                            ("chain:slip=2", "--mdp: slip must lie in [0.0, 1.0]; got 2")])
+def test_mdp_spec_errors_use_the_spec_keys(spec, expected, capsys):
+    rc, out = _run(["solve", "--mdp", spec], capsys)
+    assert rc == 2
+    assert out.err.strip() == f"tabularpg solve: error: {expected}"
