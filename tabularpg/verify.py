@@ -267,11 +267,11 @@ def format_table(rows: Iterable[Check], *, wide: bool = False) -> str:
 
         worst = max(sec, key=ratio_of)
         ratio = ratio_of(worst)
-        head = f"-- {section}: {len(sec) - n_fail} passed, {n_fail} failed; largest measured/limit {ratio:.2g}: "
+        lead = f"-- {section}: {len(sec) - n_fail} passed, {n_fail} failed; largest measured/limit {ratio:.2g}: "
         where = f" on {_clip(worst.mdp, 26)}"
         # clip the identity only as far as the 120 columns need (unless --wide)
-        room = max(20, 120 - len(head) - len(where)) if not wide else len(worst.identity)
-        out.append(head + _clip(worst.identity, room) + where)
+        room = max(20, 120 - len(lead) - len(where)) if not wide else len(worst.identity)
+        out.append(lead + _clip(worst.identity, room) + where)
         out.append("")
     n_fail = sum(not r.passed for r in rows)
     out.append(f"{len(rows) - n_fail} passed, {n_fail} failed")
