@@ -489,10 +489,12 @@ def _plot_study(path, table, rows, title):
         pts = sorted((t["n_episodes"], t["var_sampled"], t["var_mean_exact"], t["mse_exact"])
                      for t in table if t["estimator"] == name)
         n = np.array([p[0] for p in pts], float)
-        ax1.loglog(n, [p[1] / p[0] for p in pts], "o", color=color, label=f"{name} (Monte Carlo)")
+        exact_known = all(np.isfinite(p[2]) for p in pts)
+        ax1.loglog(n, [p[1] / p[0] for p in pts], "o", color=color,
+                   label=f"{name} (Monte Carlo)" + ("" if exact_known else "; no exact value, see the table"))
         errs = [(r["n_episodes"], r["mse"]) for r in rows if r["estimator"] == name]
         ax2.loglog([e[0] for e in errs], [e[1] for e in errs], ".", color=color, label=f"{name} (per repeat)")
-        if all(np.isfinite(p[2]) for p in pts):  # exact at every N (batch-coupled baselines too)
+        if exact_known:  # exact at every N (batch-coupled baselines too)
             ax1.loglog(n, [p[2] for p in pts], "-", color=color, alpha=0.6, label=f"{name}: exact tr Cov(mean)")
             ax2.loglog(n, [p[3] for p in pts], "-", color=color, alpha=0.6,
                        label=f"{name}: exact ||bias||^2 + tr Cov(mean)")
@@ -502,6 +504,10 @@ def _plot_study(path, table, rows, title):
     ax2.set_xlabel("batch size N")
     ax2.set_ylabel("||mean - grad J||^2")
     ax2.legend(fontsize=7)
+    sizes = sorted({t["n_episodes"] for t in table})
+    for ax in (ax1, ax2):  # the batch sizes that were run, as plain numbers
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.xaxis.set_minor_locator(plt.NullLocator())
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     _save(fig, path)

@@ -111,3 +111,28 @@ def test_mdp_spec_errors_use_the_spec_keys(spec, expected, capsys):
     rc, out = _run(["solve", "--mdp", spec], capsys)
     assert rc == 2
     assert out.err.strip() == f"tabularpg solve: error: {expected}"
+
+
+def _study_figure(argv, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    figs = []
+    monkeypatch.setattr(cli, "_save", lambda fig, path: figs.append(fig))
+    rc, _ = _run(["study", *argv, "--quiet", "--plot", "unused.png"], capsys)
+    assert rc == 0 and len(figs) == 1
+    return figs[0]
+
+
+def test_study_plot_ticks_are_the_batch_sizes_and_exact_lines_are_drawn(monkeypatch, capsys):
+    fig = _study_figure(["--mdp", "two_state", "--estimators", "reinforce", "--batch-sizes", "10,100",
+                         "--horizon", "3", "--repeats", "2"], monkeypatch, capsys)
+    for ax in fig.axes:
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["10", "100"]
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert "reinforce: exact tr Cov(mean)" in labels
+
+
+def test_study_plot_says_when_there_is_no_exact_line(monkeypatch, capsys):
+    fig = _study_figure(["--mdp", "garnet:S=200,A=10,b=3", "--estimators", "reinforce", "--batch-sizes", "10",
+                         "--horizon", "100", "--repeats", "2"], monkeypatch, capsys)
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert labels == ["reinforce (Monte Carlo); no exact value, see the table"]
