@@ -382,11 +382,16 @@ def _parse_baseline(text):
         return None
     if text in BATCH_BASELINES:
         return text
+    import math
+
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise UsageError(f"--baseline: expected none, a number or one of {', '.join(BATCH_BASELINES)}; "
-                         f"got {text!r}") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise UsageError(f"--baseline: expected none, a finite number or one of {', '.join(BATCH_BASELINES)}; "
+                         f"got {text!r}")
+    return value
 
 
 def _why_empty(row: dict, key: str, n_params: int = 0) -> str | None:

@@ -136,3 +136,11 @@ def test_study_plot_says_when_there_is_no_exact_line(monkeypatch, capsys):
                          "--horizon", "100", "--repeats", "2"], monkeypatch, capsys)
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
     assert labels == ["reinforce (Monte Carlo); no exact value, see the table"]
+
+
+@pytest.mark.parametrize("value", ["1e999", "nan", "bogus"])
+def test_baseline_must_be_a_finite_number_or_a_name(value, capsys):
+    rc, out = _run(["study", "--mdp", "two_state", "--baseline", value], capsys)
+    assert rc == 2
+    assert out.err.strip() == ("tabularpg study: error: --baseline: expected none, a finite number or one of "
+                               f"mean, leave_one_out, optimal; got '{value}'")
