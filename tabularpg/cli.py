@@ -788,7 +788,10 @@ def build_parser() -> argparse.ArgumentParser:
     steps = ", ".join(f"{k} {v:g}" for k, v in DEFAULT_STEP_SIZES.items() if v is not None)
     tr = sub.add_parser("train", help="run an optimizer and report J per iteration against J*")
     common(tr)
-    tr.add_argument("--algorithm", choices=_ALGORITHMS, default="npg", help="default npg")
+    tr.add_argument("--algorithm", choices=_ALGORITHMS, default="npg",
+                    help="optimizer (default npg): pg, npg (natural), entropy_npg, trpo, ppo on exact "
+                         "quantities; reinforce, rloo, actor_critic on sampled episodes (--episodes); dpo on "
+                         "preference pairs")
     tr.add_argument("--iters", type=_int_type(1), default=100, help="iterations (default 100)")
     tr.add_argument("--step-size", type=_float_type(0.0, open_low=True), default=None,
                     help=f"step size; default c / max|grad J(theta_0)| (npg, entropy_npg: c / max|A(theta_0)|; "
