@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import textwrap
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
@@ -51,6 +52,21 @@ def _flagged(message: str, extra: dict | None = None) -> str:
     return message
 
 
+#: the builders' parameter names as ``--mdp NAME:key=value`` spells them
+_SPEC_KEYS = {"n_states": "S", "n_actions": "A", "branching": "b", "rng": "seed"}
+
+
+def _spec_words(message: str) -> str:
+    """A library message about an MDP spec in the spec's own words: ``S`` for ``n_states``
+    (and so on), no backticks, no ``spec`` argument name."""
+    import re
+
+    message = message.replace("`spec`: ", "")
+    for name, key in _SPEC_KEYS.items():
+        message = re.sub(rf"`{name}`|\b{name}\b(?= =)", key, message)
+    return re.sub(r"`(\w+)`", r"\1", message)
+
+
 def load_mdp(spec: str, *, gamma: float | None = None, horizon: int | None = None) -> MDP:
     """Build an MDP from a ``--mdp`` spec (built-in, ``gym:ID[:key=value,...]`` or ``.npz``
     path; see :func:`tabularpg.envs.make`), refusing bad specs and files with a
@@ -75,7 +91,7 @@ def load_mdp(spec: str, *, gamma: float | None = None, horizon: int | None = Non
         except envs.MissingDependencyError as exc:
             raise UsageError(f"--mdp: {exc}") from None
         except TabularPGError as exc:
-            raise UsageError(f"--mdp: {exc}") from None
+            raise UsageError(f"--mdp: {_spec_words(str(exc))}") from None
     changes = {}
     if gamma is not None:
         changes["gamma"] = gamma
@@ -87,6 +103,15 @@ def load_mdp(spec: str, *, gamma: float | None = None, horizon: int | None = Non
         raise UsageError(f"--gamma/--horizon: {exc}") from None
 
 
+def _first_sentence(func) -> str:
+    """The first sentence of ``func``'s docstring on one line, without reST markup."""
+    import inspect
+    import re
+
+    para = " ".join((inspect.getdoc(func) or "").split("\n\n")[0].split())
+    return re.split(r"(?<=\.)\s+(?=[A-Z])", para)[0].replace("``", "").replace("*", "").rstrip(".")
+
+
 def _mdp_help() -> str:
     from . import envs
 
@@ -94,7 +119,8 @@ def _mdp_help() -> str:
     for name, info in envs.catalog().items():
         alias = f" (alias: {', '.join(info['aliases'])})" if info["aliases"] else ""
         defaults = ", ".join(f"{k}={v}" for k, v in info["defaults"].items())
-        lines.append(f"  {name}{alias}: {info['summary']}")
+        lines.append(textwrap.fill(f"{name}{alias}: {_first_sentence(getattr(envs, name))}", width=100,
+                                   initial_indent="  ", subsequent_indent="      "))
         lines.append(f"      keys: {', '.join(info['keys'])}" + (f"; defaults: {defaults}" if defaults else ""))
     lines += ["Also: gym:ID[:key=value,...] (a Gymnasium toy-text env, e.g. gym:FrozenLake-v1:is_slippery=False;",
               "      gamma = 1 and the env's time limit as horizon unless --gamma/--horizon; needs tabularpg[gym])",
@@ -281,12 +307,29 @@ def _plot_values(path, v, greedy, mdp, spec):
     title = f"V* and the greedy policy\n{_describe(mdp, spec)}"
     if layout is not None and mdp.n_actions == 4:
         r, c, moves = layout
+        P = np.asarray(mdp.P.toarray() if hasattr(mdp.P, "toarray") else mdp.P).reshape(
+            mdp.n_states, mdp.n_actions, mdp.n_states)
+        reached = np.asarray(mdp.mu) > 0  # cells reachable from a start state (cliff cells are not)
+        while True:
+            grown = reached | (P[reached].sum(axis=(0, 1)) > 0)
+            if np.array_equal(grown, reached):
+                break
+            reached = grown
         img = np.full((r.max() + 1, c.max() + 1), np.nan)
-        img[r, c] = v
+        img[r[reached], c[reached]] = v[reached]
         fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * img.shape[1] + 2), max(3.5, 0.6 * img.shape[0] + 1.5)))
+        ax.set_facecolor("0.85")  # never-reached cells stay grey
         im = ax.imshow(img, cmap="viridis")
-        fig.colorbar(im, ax=ax, label="V*(s)")
+        fig.colorbar(im, ax=ax, label="V*(s)", shrink=float(np.clip(img.shape[0] / img.shape[1] + 0.2, 0.5, 1.0)))
+        ax.set_xticks(np.arange(-0.5, img.shape[1]), minor=True)
+        ax.set_yticks(np.arange(-0.5, img.shape[0]), minor=True)
+        ax.grid(which="minor", color="k", linewidth=0.5)
+        ax.tick_params(which="minor", length=0)
+        if not reached.all():
+            title += "; grey: never reached from a start state"
         for s in range(mdp.n_states):
+            if not reached[s]:
+                continue
             if mdp.terminal[s]:
                 ax.text(c[s], r[s], "T", ha="center", va="center", color="w")
                 continue
@@ -301,6 +344,7 @@ def _plot_values(path, v, greedy, mdp, spec):
         if mdp.n_states <= 40:
             for s in range(mdp.n_states):
                 ax.text(s, v[s], f"a{int(greedy[s])}", ha="center", va="bottom", fontsize=7)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("state (label: greedy action)")
         ax.set_ylabel("V*(s)")
     ax.set_title(title, fontsize=9)
@@ -309,11 +353,23 @@ def _plot_values(path, v, greedy, mdp, spec):
 
 
 # ----------------------------------------------------------------------------- study
+_STUDY_COLUMNS = (
+    "Table columns, one row per estimator and batch size N (means over --repeats batches): "
+    "|E-grad J| = ||E[g] - grad J||, the exact bias of the estimator g (0 when unbiased); "
+    "bias p = p-value of the test that the Monte Carlo mean of g equals E[g] (chi-square with the "
+    "exact covariance, else Hotelling; small p means sampler and expectation disagree); "
+    "var/ep MC and var/ep exact = trace of the covariance of one episode's estimate, sampled and exact; "
+    "MSE and MSE exact = ||batch mean - grad J||^2, measured and its exact expectation; "
+    "cosine = cosine between the batch mean and grad J. nan marks a value that could not be "
+    "computed; a numbered note under the table says why.")
+
+
 def _csv_list(text, name, conv=str):
     try:
         out = [conv(x.strip()) for x in text.split(",") if x.strip()]
-    except ValueError as exc:
-        raise UsageError(f"{name}: {exc}") from None
+    except ValueError:
+        kind = {int: "integers", float: "numbers"}.get(conv, "values")
+        raise UsageError(f"{name}: expected comma-separated {kind}; got {text!r}") from None
     if not out:
         raise UsageError(f"{name}: expected a comma-separated list; got {text!r}")
     return out
@@ -326,11 +382,16 @@ def _parse_baseline(text):
         return None
     if text in BATCH_BASELINES:
         return text
+    import math
+
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise UsageError(f"--baseline: expected none, a number or one of {', '.join(BATCH_BASELINES)}; "
-                         f"got {text!r}") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise UsageError(f"--baseline: expected none, a finite number or one of {', '.join(BATCH_BASELINES)}; "
+                         f"got {text!r}")
+    return value
 
 
 def _why_empty(row: dict, key: str, n_params: int = 0) -> str | None:
@@ -412,6 +473,8 @@ def _cmd_study(args) -> int:
         lines.append(f"{name:26} {n:6d} {m['bias_exact_norm']:10.3g} {m['bias_p']:9.3g} {m['var_sampled']:11.4g} "
                      f"{m['var_exact']:12.4g} {m['mse']:10.3g} {m['mse_exact']:10.3g} {m['cosine']:7.3f}{mark}")
     lines += [f"[{i}] nan in {why}" for why, i in notes.items()]
+    lines.append("columns: 'tabularpg study --help'; E = exact expectation, MC = Monte Carlo, var/ep = trace of "
+                 "the per-episode covariance")
     if args.out:
         sweep.write_table(rows, args.out)
         print(f"wrote {args.out}", file=sys.stderr)
@@ -435,10 +498,12 @@ def _plot_study(path, table, rows, title):
         pts = sorted((t["n_episodes"], t["var_sampled"], t["var_mean_exact"], t["mse_exact"])
                      for t in table if t["estimator"] == name)
         n = np.array([p[0] for p in pts], float)
-        ax1.loglog(n, [p[1] / p[0] for p in pts], "o", color=color, label=f"{name} (Monte Carlo)")
+        exact_known = all(np.isfinite(p[2]) for p in pts)
+        ax1.loglog(n, [p[1] / p[0] for p in pts], "o", color=color,
+                   label=f"{name} (Monte Carlo)" + ("" if exact_known else "; no exact value, see the table"))
         errs = [(r["n_episodes"], r["mse"]) for r in rows if r["estimator"] == name]
         ax2.loglog([e[0] for e in errs], [e[1] for e in errs], ".", color=color, label=f"{name} (per repeat)")
-        if all(np.isfinite(p[2]) for p in pts):  # exact at every N (batch-coupled baselines too)
+        if exact_known:  # exact at every N (batch-coupled baselines too)
             ax1.loglog(n, [p[2] for p in pts], "-", color=color, alpha=0.6, label=f"{name}: exact tr Cov(mean)")
             ax2.loglog(n, [p[3] for p in pts], "-", color=color, alpha=0.6,
                        label=f"{name}: exact ||bias||^2 + tr Cov(mean)")
@@ -448,6 +513,10 @@ def _plot_study(path, table, rows, title):
     ax2.set_xlabel("batch size N")
     ax2.set_ylabel("||mean - grad J||^2")
     ax2.legend(fontsize=7)
+    sizes = sorted({t["n_episodes"] for t in table})
+    for ax in (ax1, ax2):  # the batch sizes that were run, as plain numbers
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.xaxis.set_minor_locator(plt.NullLocator())
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     _save(fig, path)
@@ -486,7 +555,7 @@ def _default_step(algorithm: str, mdp, pol, theta0, dpo_data=None, beta=None) ->
         scale, what = float(np.max(np.abs(exact.policy_gradient(mdp, pol, theta0)))), "max|grad J(theta_0)|"
     if not np.isfinite(scale) or scale <= 1e-300:
         return c, f"{c:g} ({what} = 0)"
-    return c / scale, f"{c:g} / {what} = {c / scale:.4g}"
+    return c / scale, f"{c / scale:.4g} = {c:g} / {what}"
 
 
 _PREF_SCALE = 5.0
@@ -549,7 +618,7 @@ def _cmd_train(args) -> int:
     it = args.iters
     dpo_data = _dpo_problem(mdp, args.seed, 10 * args.episodes) if args.algorithm == "dpo" else None
     if args.step_size is not None:
-        lr, lr_text = args.step_size, f"{args.step_size:g}"
+        lr, lr_text = args.step_size, f"{args.step_size:g} (--step-size)"
     else:
         lr, lr_text = _default_step(args.algorithm, mdp, pol, theta0, dpo_data, args.beta)
     bar = (lambda r: progress(r, total=it, desc=args.algorithm, quiet=args.quiet))
@@ -577,10 +646,10 @@ def _cmd_train(args) -> int:
     every = max(1, it // 10)
     step_txt = f"delta={args.delta:g}" if args.algorithm == "trpo" else f"step size {lr_text}"
     lines = [f"{args.algorithm} on {_describe(mdp, args.mdp)}, {step_txt}: J* = {j_star:.6g}",
-             f"{'iter':>6} {'J':>12} {'J* - J':>12} {'KL':>10}"]
+             f"{'iter':>6} {'J':>12} {'J* - J':>12} {'KL(old||new)':>13}"]
     for k in list(range(0, it + 1, every)) + ([it] if it % every else []):
-        kl = res.kl[k - 1] if k > 0 else float("nan")
-        lines.append(f"{k:6d} {res.j[k]:12.6g} {j_star - res.j[k]:12.3g} {max(kl, 0.0) if kl == kl else kl:10.3g}")
+        kl = f"{max(res.kl[k - 1], 0.0):13.3g}" if k > 0 else f"{'-':>13}"
+        lines.append(f"{k:6d} {res.j[k]:12.6g} {j_star - res.j[k]:12.3g} {kl}")
     gap0 = j_star - res.j[0]
     if np.isfinite(res.j[-1]) and gap0 > 0:
         lines.append(f"closed {100 * (1 - (j_star - res.j[-1]) / gap0):.1f}% of the gap to J* in {it} iterations")
@@ -706,7 +775,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(s)
     s.set_defaults(func=_cmd_solve)
 
-    st = sub.add_parser("study", help="bias and variance of estimators against their exact expectations")
+    st = sub.add_parser("study", help="bias and variance of estimators against their exact expectations",
+                        epilog=_STUDY_COLUMNS)
     common(st)
     st.add_argument("--estimators", default="reinforce,reward_to_go,gae",
                     help="comma-separated registry names (default reinforce,reward_to_go,gae)")
@@ -722,7 +792,10 @@ def build_parser() -> argparse.ArgumentParser:
     steps = ", ".join(f"{k} {v:g}" for k, v in DEFAULT_STEP_SIZES.items() if v is not None)
     tr = sub.add_parser("train", help="run an optimizer and report J per iteration against J*")
     common(tr)
-    tr.add_argument("--algorithm", choices=_ALGORITHMS, default="npg", help="default npg")
+    tr.add_argument("--algorithm", choices=_ALGORITHMS, default="npg",
+                    help="optimizer (default npg): pg, npg (natural), entropy_npg, trpo, ppo on exact "
+                         "quantities; reinforce, rloo, actor_critic on sampled episodes (--episodes); dpo on "
+                         "preference pairs")
     tr.add_argument("--iters", type=_int_type(1), default=100, help="iterations (default 100)")
     tr.add_argument("--step-size", type=_float_type(0.0, open_low=True), default=None,
                     help=f"step size; default c / max|grad J(theta_0)| (npg, entropy_npg: c / max|A(theta_0)|; "
@@ -786,7 +859,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = _join_dash_values(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # report on the command's own usage line, not the top-level one
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     if getattr(args, "mdp", None) == "help":
         print(_mdp_help())
         return 0

@@ -221,6 +221,7 @@ def run(*, seed: int = 0, monte_carlo: bool = True, quick: bool = True,
 
 _SECTIONS = {"exact": "Exact identities (relative error against an independent oracle)",
              "solvers": "Optimal values (three solvers agree)",
+             "moments": "Exact moments (backward recursion against trajectory enumeration, relative error)",
              "monte carlo": "Monte Carlo estimators against their exact expectations "
                             "(test statistic against its critical value)"}
 
@@ -266,8 +267,11 @@ def format_table(rows: Iterable[Check], *, wide: bool = False) -> str:
 
         worst = max(sec, key=ratio_of)
         ratio = ratio_of(worst)
-        out.append(f"-- {section}: {len(sec) - n_fail} passed, {n_fail} failed; largest measured/limit "
-                   f"{ratio:.2g}: {_clip(worst.identity, 30)} on {_clip(worst.mdp, 18)}")
+        lead = f"-- {section}: {len(sec) - n_fail} passed, {n_fail} failed; largest measured/limit {ratio:.2g}: "
+        where = f" on {_clip(worst.mdp, 26)}"
+        # clip the identity only as far as the 120 columns need (unless --wide)
+        room = max(20, 120 - len(lead) - len(where)) if not wide else len(worst.identity)
+        out.append(lead + _clip(worst.identity, room) + where)
         out.append("")
     n_fail = sum(not r.passed for r in rows)
     out.append(f"{len(rows) - n_fail} passed, {n_fail} failed")

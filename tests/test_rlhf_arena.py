@@ -78,8 +78,8 @@ def test_cli_json_and_plot(tmp_path, capsys):
     (["--world", "moon"], "unknown world"),
     (["--world", SMALL, "--algorithms", "sac"], "unknown 'sac'"),
     (["--world", SMALL, "--algorithms", "rloo:k=1", "--iters", "1"], "`k` must be >= 2"),
-    (["--world", SMALL, "--beta", "0"], "`beta` must be > 0"),
-    (["--world", SMALL, "--seeds", "0"], "`seeds` must be >= 1"),
+    (["--world", SMALL, "--beta", "0"], "--beta must be > 0"),
+    (["--world", SMALL, "--seeds", "0"], "--seeds must be >= 1"),
 ])
 def test_cli_usage_errors_exit_2(args, match, capsys):
     code, _, err = _main(capsys, *args)
@@ -93,3 +93,50 @@ def test_bad_arguments_of_run_arena():
         arena.default_algorithms("neural")
     with pytest.raises(TypeError, match="`world`"):
         arena.run_arena(3.0, ["sft"])
+
+
+def test_cli_table_header_lines_up_and_plot_path_is_reported(tmp_path, capsys):
+    png = tmp_path / "a.png"
+    code, out, err = _main(capsys, "--world", SMALL, "--algorithms", "sft", "dpo", "--seeds", "2", "--iters", "3",
+                           "--plot", str(png))
+    assert code == 0, err
+    assert f"wrote {png}" in err
+    header, row = out.splitlines()[1], out.splitlines()[3]    # header, then sft, then dpo
+    assert row.startswith("dpo")
+    # each header word ends in the column of its value: win rate, the interval, vs demo
+    win, ci_end, demo = header.index("%") + 1, header.index("CI)") + 3, header.index("demo %") + 6
+    assert row[:win].rstrip()[-1].isdigit() and row[win - 1].isdigit()
+    assert row[ci_end - 1] == "]" and row[demo - 1].isdigit()
+
+
+@pytest.mark.parametrize("args, flag", [(("--seeds", "0"), "--seeds"), (("--algorithms", "nope"), "--algorithms"),
+                                        (("--world", "nope"), "--world"), (("--iters", "0"), "--iters")])
+def test_cli_errors_name_the_flag(capsys, args, flag):
+    code, out, err = _main(capsys, *args)
+    assert code == 2 and out == ""
+    assert err.startswith(f"tabularpg arena: error: {flag}") and "`" not in err
+
+
+def test_cli_json_is_strict_with_one_seed(capsys):
+    """One seed has no confidence interval: null in the JSON, never NaN."""
+    code, out, _ = _main(capsys, "--world", SMALL, "--algorithms", "sft", "--seeds", "1", "--iters", "2", "--json")
+    assert code == 0
+
+    def refuse(constant):
+        raise AssertionError(f"non-strict JSON constant {constant}")
+
+    payload = json.loads(out, parse_constant=refuse)
+    assert payload["rows"][0]["win_rate_low"] is None and payload["rows"][0]["win_rate"] is not None
+
+
+def test_plot_title_says_what_dots_and_lines_are(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    titles = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: titles.append(fig.axes[0].get_title()))
+    result = arena.run_arena(arena.make_world(SMALL), ["sft", "dpo"], seeds=2, n_iter=2)
+    arena.plot_arena(result, str(tmp_path / "a.png"))
+    (title,) = titles
+    assert "random world, tabular policy, beta=0.1" in title
+    assert "dots: final policy of each of 2 seed(s); thin lines: training path of the first seed" in title

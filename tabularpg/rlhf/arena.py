@@ -11,6 +11,7 @@ the plot.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 
@@ -46,14 +47,20 @@ class ArenaResult:
     settings: dict
 
     def to_json(self) -> str:
+        """Strict JSON: numpy values as Python ones, non-finite floats (the interval of a
+        single seed) as ``null``."""
         def conv(x):
-            if isinstance(x, np.ndarray):
-                return x.tolist()
-            if isinstance(x, (np.floating, np.integer)):
-                return x.item()
-            raise TypeError(type(x).__name__)
-        return json.dumps({"settings": self.settings, "rows": self.rows, "finals": self.finals,
-                           "frontier": self.frontier}, indent=1, default=conv)
+            if isinstance(x, dict):
+                return {str(k): conv(v) for k, v in x.items()}
+            if isinstance(x, (list, tuple, np.ndarray)):
+                return [conv(v) for v in x]
+            if isinstance(x, (np.floating, np.integer, np.bool_)):
+                x = x.item()
+            if isinstance(x, float) and not np.isfinite(x):
+                return None
+            return x
+        return json.dumps(conv({"settings": self.settings, "rows": self.rows, "finals": self.finals,
+                                "frontier": self.frontier}), indent=1, allow_nan=False)
 
 
 def default_algorithms(policy: str = "tabular") -> tuple:
@@ -207,14 +214,14 @@ def format_table(result: ArenaResult) -> str:
     s = result.settings
     lines = [(f"world {s['world']} {s['shape'][0]}x{s['shape'][1]}, {s['policy']} policy, beta={s['beta']}, "
               f"{s['seeds']} seed(s); exact metrics (judge: true Bradley-Terry reward)"),
-             (f"{'algorithm':12} {'win vs ref %':>22} {'vs demo %':>9} {'KL':>7} {'reward':>7} {'iters':>6} "
-              f"{'seconds':>8}")]
+             (f"{'algorithm':12} {'win vs ref %':>12} {'(95% CI)':>15} {'vs demo %':>9} {'KL':>7} {'reward':>7} "
+              f"{'iters':>6} {'seconds':>8}")]
     for i, r in enumerate(result.rows):
         if r["spec"] is None and result.rows[i - 1]["spec"] is not None:
             lines.append("-" * 16 + " exact optima of J_beta (no training) " + "-" * 16)
         ci = (f"[{100 * r['win_rate_low']:.1f}, {100 * r['win_rate_high']:.1f}]"
               if np.isfinite(r["win_rate_low"]) else "")
-        lines.append(f"{r['algorithm']:12} {100 * r['win_rate']:6.1f} {ci:>15} {100 * r['win_rate_opponent']:9.1f} "
+        lines.append(f"{r['algorithm']:12} {100 * r['win_rate']:12.1f} {ci:>15} {100 * r['win_rate_opponent']:9.1f} "
                      f"{r['kl']:7.3f} {r['reward']:7.3f} {r['iterations']:6d} {r['seconds']:8.3f}")
     return "\n".join(lines)
 
@@ -244,7 +251,10 @@ def plot_arena(result: ArenaResult, path: str) -> None:
     ax.set_xlim(0, kmax)
     ax.set_xlabel(r"KL($\pi\,\|\,\pi_{ref}$) (nats)")
     ax.set_ylabel(r"win rate against $\pi_{ref}$ (%)")
-    ax.set_title(f"{result.settings['world']} world: win rate vs KL")
+    st = result.settings
+    ax.set_title(f"{st['world']} world, {st['policy']} policy, beta={st['beta']:g}: win rate vs KL\n"
+                 f"dots: final policy of each of {st['seeds']} seed(s); thin lines: training path of the first seed",
+                 fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -283,13 +293,21 @@ def run_command(args) -> int:
             import matplotlib  # noqa: F401
         except ImportError as exc:
             raise UsageError("--plot needs matplotlib; pip install 'tabularpg[plot]'") from exc
+    if args.iters < 1:
+        raise UsageError(f"--iters must be >= 1; got {args.iters}")
     try:
         world = make_world(args.world)
         result = run_arena(world, algorithms, seeds=args.seeds, n_iter=args.iters, n_prompts=args.prompts,
                            policy=args.policy, beta=args.beta, seed=args.seed)
     except (ValueError, TypeError) as exc:
-        raise UsageError(str(exc)) from exc
+        message = str(exc)
+        for name, flag in (("`seeds`", "--seeds"), ("`algorithm`", "--algorithms"), ("`n_iter`", "--iters"),
+                           ("`n_prompts`", "--prompts"), ("`beta`", "--beta"), ("`seed`", "--seed"),
+                           ("`policy`", "--policy"), ("`world`", "--world"), ("`spec`", "--world")):
+            message = message.replace(name, flag)
+        raise UsageError(message) from exc
     print(result.to_json() if args.json else format_table(result))
     if args.plot:
         plot_arena(result, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
     return 0
