@@ -153,5 +153,21 @@ def small_problem():
     return mdp, pol, theta, batch
 
 
+#: A policy sized for another MDP than the small problem's (3 states, 2 actions).
+SMALL_POLICY_SHAPE = (2, 2)
+
+
+def shared_bads(theta):
+    """``(POLICY, THETA, PI_BAD)``: the bad values of the ``policy``, ``theta`` and ``pi``
+    arguments that every table over :func:`small_problem` shares (a policy of the wrong
+    size; theta arrays; pi as a string, of the wrong shape, NaN, rows not summing to one)."""
+    import tabularpg as tpg
+
+    policy = obj() + Bad(("wrong-size", tpg.TabularSoftmax(*SMALL_POLICY_SHAPE), SH))
+    pi_bad = Bad(("str", "pi", T), ("shape", np.full((2, 2), 0.5), SH), ("nan", np.full((3, 2), np.nan), V),
+                 ("not-summing", np.ones((3, 2)), V))
+    return policy, array(theta, complex_ok=True), pi_bad
+
+
 def param_ids(rows):
     return [r.id for r in rows]

@@ -16,6 +16,7 @@ from _bad_inputs import (
     rng_,
     rows_for,
     run_param,
+    shared_bads,
     small_problem,
 )
 
@@ -26,10 +27,8 @@ from tabularpg.testing import oracles
 MDP_, POL, TH, BATCH = small_problem()
 PI = POL.probs(TH)
 SMALL = tpg.TabularSoftmax(2, 2)
-POLICY = obj() + Bad(("wrong-size", SMALL, SH))
-THETA = array(TH, complex_ok=True)
-PI_BAD = Bad(("str", "pi", T), ("shape", np.full((2, 2), 0.5), SH), ("nan", np.full((3, 2), np.nan), V),
-             ("not-summing", np.ones((3, 2)), V), ("negative", np.array([[1.5, -0.5]] * 3), V))
+POLICY, THETA, PI_BAD = shared_bads(TH)
+PI_BAD = PI_BAD + Bad(("negative", np.array([[1.5, -0.5]] * 3), V))
 EV = exact.analyze(MDP_, PI)
 PROBE = lambda th: float(np.sum(np.asarray(th) ** 2))
 

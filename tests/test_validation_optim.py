@@ -16,20 +16,16 @@ from _bad_inputs import (
     rng_,
     rows_for,
     run_param,
+    shared_bads,
     small_problem,
 )
 
-import tabularpg as tpg
 from tabularpg import objectives as O
 from tabularpg import optim
 
 MDP_, POL, TH, BATCH = small_problem()
 PI = POL.probs(TH)
-SMALL = tpg.TabularSoftmax(2, 2)
-POLICY = obj() + Bad(("wrong-size", SMALL, SH))
-THETA = array(TH, complex_ok=True)
-PI_BAD = Bad(("str", "pi", T), ("shape", np.full((2, 2), 0.5), SH), ("nan", np.full((3, 2), np.nan), V),
-             ("not-summing", np.ones((3, 2)), V))
+POLICY, THETA, PI_BAD = shared_bads(TH)
 SUR = O.Surrogate.at(MDP_, POL, TH)
 ADV = np.zeros(BATCH.states.shape)
 POSITIVE = float_(0.0, low_open=True)
