@@ -14,8 +14,11 @@ states. Dense MDPs factor :math:`I-\gamma P_\pi` once (LU) and reuse the factors
 and, by a transposed solve, for ``d``. Sparse MDPs build ``P_pi`` in one pass over ``P``
 and solve with Krylov methods to a stated, checked relative residual: BiCGSTAB for ``V``
 alone; for ``V`` and ``d`` together, one bi-conjugate-gradient process (each step one
-product with ``M`` and one with ``M^T``), each solution then checked (and finished by
-BiCGSTAB/GMRES if needed) on its own true residual.
+product with ``M`` and one with ``M^T``; above ``PARALLEL_MIN_NNZ`` stored entries the
+adjoint half runs on a second thread), each solution then checked (and corrected by
+BiCGSTAB/GMRES if needed) on its own true residual. A complex system (the complex step)
+holds its real and imaginary parts each to the tolerance, so the derivative in the
+imaginary part is as accurate as the value.
 
 Finite horizon ``H``: backward induction for ``V[t, s]``, ``Q[t, s, a]`` (value from time
 ``t`` on) and a forward pass for ``d[t, s] = gamma^t Pr(s_t = s, alive)``.
@@ -47,7 +50,8 @@ comes from a system whose condition number is bounded; otherwise nothing is retu
   ``d`` comes from the same factorization by a transposed solve.
 * Sparse: every Krylov solve is checked on its true residual,
   :math:`\|b - Mx\|_2 \le` ``rtol`` :math:`\|b\|_2` (default ``SPARSE_RTOL``), else
-  :class:`ConvergenceError`.
+  :class:`ConvergenceError` (complex systems: the real and imaginary parts
+  each against their own right-hand side).
 * Conditioning. :math:`M = I - \gamma P_\pi` has a non-negative inverse, so its condition
   number is exactly :math:`\kappa_\infty = \|M\|_\infty \max_s t(s)` with
   :math:`t = M^{-1}\mathbf 1` the expected (discounted) number of decisions before
@@ -71,6 +75,10 @@ comes from a system whose condition number is bounded; otherwise nothing is retu
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import contextlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.linalg as sla
@@ -106,6 +114,7 @@ __all__ = [
     "RESIDUAL_RTOL",
     "MAX_CONDITION",
     "MAX_EXPECTED_STEPS",
+    "PARALLEL_MIN_NNZ",
 ]
 
 #: Default relative residual tolerance of the sparse (Krylov) solves:
@@ -120,6 +129,12 @@ RESIDUAL_RTOL = 1e-12
 #: Largest accepted condition number ``kappa_inf(I - gamma P_pi)``; the relative error
 #: of a returned solution is at most about ``kappa * residual``.
 MAX_CONDITION = 1e10
+
+#: Sparse MDPs whose ``P_pi`` stores at least this many entries compute the gradient's
+#: adjoint products ``M^T y`` on a second thread, side by side with the primal products
+#: ``M x`` (only when the process may use two or more CPUs); below it, a thread's
+#: start-up and hand-over cost more than they save.
+PARALLEL_MIN_NNZ = 400_000
 
 #: With ``gamma = 1``: largest accepted expected episode length (steps to termination)
 #: from any state; longer is refused as nearly improper.
@@ -287,6 +302,14 @@ def _check_residual(res, scale, what: str, tol: float) -> None:
                              "the solution is not returned")
 
 
+def _n_cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _dot(a, b):
     """``conj(a) . b`` without BLAS (einsum's own loop): Krylov inner products stay
     single-threaded, which keeps them fast when other processes load the cores."""
@@ -335,69 +358,131 @@ def _bicgstab(matvec, b, tol_abs, maxiter):
     return x, False
 
 
-def _bicg_pair(matvec, rmatvec, b, c, tol_b, tol_c, maxiter):
+class _BiCGSide:
+    """One of the two coupled sequences of :func:`_bicg_pair`: iterate ``x``, residual
+    ``r``, direction ``p`` and the latest product ``M p``, updated in place."""
+
+    def __init__(self, op, b):
+        self.op = op
+        self.x = np.zeros_like(b)
+        self.r = b.copy()
+        self.p = b.copy()
+        self.tmp = np.empty_like(b)
+        self.Ap = None
+
+    def direct(self, beta):
+        """``p = r + beta p`` (skipped when ``beta`` is None: the first step), then ``M p``."""
+        if beta is not None:
+            self.p *= beta
+            self.p += self.r
+        self.Ap = self.op(self.p)
+
+    def advance(self, alpha) -> float:
+        """``x += alpha p``, ``r -= alpha M p``; returns ``||r||_2``."""
+        np.multiply(self.p, alpha, out=self.tmp)
+        self.x += self.tmp
+        np.multiply(self.Ap, alpha, out=self.tmp)
+        self.r -= self.tmp
+        return _norm2(self.r)
+
+
+def _bicg_pair(matvec, rmatvec, b, c, tol_b, tol_c, maxiter, pool=None):
     """Bi-conjugate gradients (Fletcher 1976) for ``M x = b`` and ``M^T y = c`` at once:
     the shadow sequence of BiCG started from ``c`` is the BiCG iteration of the adjoint
     system, so one ``M`` and one ``M^T`` product per step advance both solutions (the
-    primal-dual use of Lu and Darmofal 2003). Returns ``x, y`` and whether both
-    recursive residuals reached their tolerances (False on breakdown)."""
-    x = np.zeros_like(b)
-    y = np.zeros_like(c)
-    r = b.copy()
-    s = c.copy()
-    p = r.copy()
-    q = s.copy()
-    rho = _dot(s, r)
-    if abs(rho) <= 1e-8 * _norm2(s) * _norm2(r):
-        return x, y, False
+    primal-dual use of Lu and Darmofal 2003).
+
+    The two sequences meet only in two inner products per step. With a ``pool`` (a
+    one-worker thread pool) the adjoint sequence -- its product with ``M^T`` and its
+    vector updates -- runs on a second core while this thread runs the primal one
+    (SciPy's sparse products and NumPy's element-wise operations release the GIL).
+    Returns ``x, y`` and whether both recursive residuals reached their tolerances
+    (False on breakdown)."""
+    prim, dual = _BiCGSide(matvec, b), _BiCGSide(rmatvec, c)
+    rho = _dot(dual.r, prim.r)
+    if abs(rho) <= 1e-8 * _norm2(dual.r) * _norm2(prim.r):
+        return prim.x, dual.x, False
+
+    def both(f_prim, f_dual):
+        if pool is None:
+            return f_prim(), f_dual()
+        fut = pool.submit(f_dual)
+        out = f_prim()
+        return out, fut.result()
+
+    beta = None
     for _ in range(maxiter):
-        Ap = matvec(p)
-        den = _dot(q, Ap)
+        cbeta = None if beta is None else np.conj(beta)
+        both(lambda: prim.direct(beta), lambda: dual.direct(cbeta))
+        den = _dot(dual.p, prim.Ap)
         if den == 0:
-            return x, y, False
+            return prim.x, dual.x, False
         alpha = rho / den
-        x += alpha * p
-        r -= alpha * Ap
-        y += np.conj(alpha) * q
-        s -= np.conj(alpha) * rmatvec(q)
-        if _norm2(r) <= tol_b and _norm2(s) <= tol_c:
-            return x, y, True
-        rho_new = _dot(s, r)
+        calpha = np.conj(alpha)
+        nr, ns = both(lambda: prim.advance(alpha), lambda: dual.advance(calpha))
+        if nr <= tol_b and ns <= tol_c:
+            return prim.x, dual.x, True
+        rho_new = _dot(dual.r, prim.r)
         if rho_new == 0:
-            return x, y, False
+            return prim.x, dual.x, False
         beta = rho_new / rho
         rho = rho_new
-        p = r + beta * p
-        q = s + np.conj(beta) * q
-    return x, y, False
+    return prim.x, dual.x, False
 
 
-def _sparse_solve(matvec, b, rtol, what, dtype, x0=None):
+def _residual_check(matvec, b, x, res, rtol):
+    """Whether the true residual ``res = b - M x`` meets ``rtol``: returns
+    ``(ok, relative error, absolute Krylov tolerance for a correction)``.
+
+    Real systems: ``||res||_2 <= rtol ||b||_2``. Complex systems (the complex step) hold
+    the real and the imaginary part each to ``rtol`` of its own scale --
+    ``||Re b||`` and ``||Im b|| + ||Im(M Re x)||``, the right-hand side of the equation the
+    imaginary part solves -- so that a derivative carried in an imaginary part of size
+    ``1e-20`` is as accurate as the value (a single complex norm would be dominated by
+    the real part and leave the imaginary one unconverged)."""
+    nb = _norm2(b)
+    if not np.iscomplexobj(res):
+        err = _norm2(res) / nb
+        return err <= rtol, err, 0.5 * rtol * nb
+    scales = [_norm2(b.real) or nb, _norm2(b.imag) + _norm2(matvec(x.real.astype(res.dtype)).imag)]
+    errs = [_norm2(res.real), _norm2(res.imag)]
+    rel = [e / sc if sc > 0 else (0.0 if e == 0 else np.inf) for e, sc in zip(errs, scales)]
+    positive = [sc for sc in scales if sc > 0]
+    return max(rel) <= rtol, max(rel), 0.5 * rtol * min(positive)
+
+
+def _sparse_solve(matvec, b, rtol, what, dtype, x0=None, r0=None):
     """Solve ``M x = b`` given ``matvec(x) = M x``: BiCGSTAB (for the correction from
-    ``x0`` when given), then GMRES from its iterate if needed; the true residual is
-    checked: ``||b - M x||_2 <= rtol ||b||_2``."""
+    ``x0`` when given; ``r0 = b - M x0`` may be passed when already computed), then GMRES
+    from its iterate if needed; the true residual is checked (:func:`_residual_check`)."""
     nb = _norm2(b)
     if nb == 0.0:
         return np.zeros_like(b)
-    if x0 is not None and np.all(np.isfinite(x0)):
-        r0 = b - matvec(x0)
-        if _norm2(r0) <= rtol * nb:
-            return x0
-        dx, _ = _bicgstab(matvec, r0, 0.5 * rtol * nb, maxiter=1000)
-        x = x0 + dx
-    else:
+    if x0 is None or not np.all(np.isfinite(x0)):
         x, _ = _bicgstab(matvec, b, 0.5 * rtol * nb, maxiter=1000)
-    res = _norm2(b - matvec(x)) / nb
+        r0 = None
+    else:
+        x = x0
+    # at most two corrections: the second one is needed when a complex step's imaginary
+    # part (the derivative) lags behind the real part
+    for _ in range(3):
+        res = b - matvec(x) if r0 is None else r0
+        r0 = None
+        ok, err, tol_abs = _residual_check(matvec, b, x, res, rtol)
+        if ok or not np.all(np.isfinite(x)):
+            break
+        dx, _ = _bicgstab(matvec, res, tol_abs, maxiter=1000)
+        x = x + dx
     info = 0
-    if not res <= rtol:
+    if not ok:
         n = b.shape[0]
         op = spla.LinearOperator((n, n), matvec=matvec, dtype=dtype)
-        x, info = spla.gmres(op, b, x0=x if np.all(np.isfinite(x)) else None, rtol=rtol,
-                             atol=0.0, restart=60, maxiter=100)
-        res = _norm2(b - matvec(x)) / nb
-    if not (res <= rtol and np.all(np.isfinite(x))):
+        x, info = spla.gmres(op, b, x0=x if np.all(np.isfinite(x)) else None, rtol=0.0,
+                             atol=2 * tol_abs, restart=60, maxiter=100)
+        ok, err, _ = _residual_check(matvec, b, x, b - matvec(x), rtol)
+    if not (ok and np.all(np.isfinite(x))):
         raise ConvergenceError(f"BiCGSTAB/GMRES for {what} stopped at relative residual "
-                               f"{res:.3g} (target {rtol:g}, info={info})")
+                               f"{err:.3g} (target {rtol:g}, info={info})")
     return x
 
 
@@ -427,10 +512,16 @@ class _SparseSystem:
         self.P_pi_T = self.P_pi.T
 
     def matvec(self, x):
-        return x - self.gamma * (self.P_pi @ x)
+        out = self.P_pi @ x
+        out *= -self.gamma
+        out += x
+        return out
 
     def rmatvec(self, y):
-        return y - self.gamma * (self.P_pi_T @ y)
+        out = self.P_pi_T @ y
+        out *= -self.gamma
+        out += y
+        return out
 
     def norm_inf(self) -> float:
         """``||M||_inf = max_s |1 - gamma p_ss| + gamma (rs_s - p_ss)`` (real part), with
@@ -538,10 +629,17 @@ def _sparse_infinite(mdp: MDP, pi, rtol, with_d: bool, r_sa):
         # both solves from one BiCG process; each is then checked (and finished if
         # needed) on its own true residual
         mu = mdp.mu.astype(dtype)
-        v, d, _ = _bicg_pair(sysm.matvec, sysm.rmatvec, r_pi, mu, 0.5 * rtol * _norm2(r_pi),
-                             0.5 * rtol * _norm2(mu), maxiter=500)
-        v = _sparse_solve(sysm.matvec, r_pi, rtol, what_v, dtype, x0=v)
-        d = _sparse_solve(sysm.rmatvec, mu, rtol, what_d, dtype, x0=d)
+        parallel = sysm.P_pi.nnz >= PARALLEL_MIN_NNZ and _n_cpus() >= 2
+        with (ThreadPoolExecutor(1, thread_name_prefix="tabularpg-adjoint") if parallel
+              else contextlib.nullcontext()) as pool:
+            v, d, _ = _bicg_pair(sysm.matvec, sysm.rmatvec, r_pi, mu, 0.5 * rtol * _norm2(r_pi),
+                                 0.5 * rtol * _norm2(mu), maxiter=500, pool=pool)
+            # the true residuals of both iterates, computed side by side as well
+            res_d = pool.submit(sysm.rmatvec, d) if pool is not None else None
+            res_v = r_pi - sysm.matvec(v)
+            res_d = mu - (res_d.result() if res_d is not None else sysm.rmatvec(d))
+        v = _sparse_solve(sysm.matvec, r_pi, rtol, what_v, dtype, x0=v, r0=res_v)
+        d = _sparse_solve(sysm.rmatvec, mu, rtol, what_d, dtype, x0=d, r0=res_d)
     else:
         v, d = _sparse_solve(sysm.matvec, r_pi, rtol, what_v, dtype), None
     q = (mdp.P @ (v if sysm.keep is None else v * sysm.keep)).reshape(mdp.n_states, mdp.n_actions)
