@@ -811,7 +811,10 @@ def policy_gradient(mdp: MDP, policy: Policy, theta, **kw) -> np.ndarray:
     Notes
     -----
     Policy gradient theorem, as the contraction
-    :math:`\sum_{s,a} d(s)\pi(a|s)Q(s,a)\nabla\log\pi(a|s)` (one LU for ``V`` and ``d``).
+    :math:`\sum_{s,a} d(s)\pi(a|s)Q(s,a)\nabla\log\pi(a|s)` (one LU for ``V`` and ``d``),
+    computed in its advantage form :math:`\sum_{s,a} d(s)\pi(a|s)(Q(s,a) - V(s))
+    \nabla_\theta z(s,a)`: the weights sum to zero over actions, so they are the
+    gradient with respect to the logits ``z`` as they stand.
 
     Examples
     --------
@@ -834,7 +837,16 @@ def policy_gradient(mdp: MDP, policy: Policy, theta, **kw) -> np.ndarray:
     if kw:
         raise TypeError(f"policy_gradient got unexpected keyword arguments {sorted(kw)}")
     ev = _analyze(mdp, pi, rtol)
-    return policy.contract_table(theta, expected_weights(ev, pi), pi=pi)
+    # advantage form of the contraction: w = d pi (Q - V) sums to zero over actions
+    # (V = sum_a pi Q, checked to RESIDUAL_RTOL), so the logits' gradient is w itself
+    # and contract_table's centring ``w - pi sum_b w`` is not needed
+    if ev.d.ndim == 1:
+        w = ev.q - ev.v[:, None]
+        w *= pi
+        w *= ev.d[:, None]
+    else:
+        w = np.einsum("ts,sa,tsa->sa", ev.d, pi, ev.q - ev.v[:, :, None])
+    return policy.logits_vjp(theta, w)
 
 
 def fisher_vector_product(mdp: MDP, policy: Policy, theta, v, *, d=None, **kw) -> np.ndarray:

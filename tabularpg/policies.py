@@ -56,9 +56,21 @@ def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
 def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     """Numerically stable softmax along ``axis``; complex input allowed."""
     z, axis = _check_logits(z, axis)
-    shift = np.max(z.real, axis=axis, keepdims=True)
-    e = np.exp(z - shift)
-    return e / np.sum(e, axis=axis, keepdims=True)
+    zr = z.real
+    if -_NO_SHIFT < zr.min() and zr.max() < _NO_SHIFT:
+        # exp neither overflows nor underflows to 0 here, and the ratio is as accurate
+        # without the shift; the global extremes are cheaper than per-row maxima
+        e = np.exp(z)
+    else:
+        e = z - np.max(zr, axis=axis, keepdims=True)
+        np.exp(e, out=e)
+    e /= np.sum(e, axis=axis, keepdims=True)
+    return e
+
+
+#: |logits| below which :func:`softmax` skips the max shift (exp(600) = 3.8e260, so a
+#: sum of up to 1e40 such terms stays finite, and exp(-600) = 2.6e-261 is a normal number).
+_NO_SHIFT = 600.0
 
 
 def _check_logits(z, axis):
@@ -185,6 +197,11 @@ class Policy(abc.ABC):
         else:
             pi = as_float_array(pi, "pi", shape=(self.n_states, self.n_actions), allow_complex=True,
                                 expected=f"(S, A) = {(self.n_states, self.n_actions)}")
+        return self._contract_table(theta, w_sa, pi)
+
+    def _contract_table(self, theta, w_sa, pi) -> np.ndarray:
+        """:meth:`contract_table` without argument checks (callers pass a checked
+        ``theta``, ``w_sa`` of shape (..., S, A) and ``pi = probs(theta)``)."""
         return self.logits_vjp(theta, w_sa - pi * np.sum(w_sa, axis=-1, keepdims=True))
 
     def contract(self, theta, states, weights, actions=None) -> np.ndarray:
