@@ -74,11 +74,10 @@ comes from a system whose condition number is bounded; otherwise nothing is retu
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
@@ -94,7 +93,7 @@ from ._validation import (
     check_prob_table,
 )
 from .mdp import MDP
-from .policies import Policy, softmax
+from .policies import Policy, _softmax_rows
 
 __all__ = [
     "PolicyEvaluation",
@@ -403,23 +402,25 @@ def _bicg_pair(matvec, rmatvec, b, c, tol_b, tol_c, maxiter, pool=None):
     if abs(rho) <= 1e-8 * _norm2(dual.r) * _norm2(prim.r):
         return prim.x, dual.x, False
 
-    def both(f_prim, f_dual):
+    def both(step, arg, arg_dual):
+        """``step`` (a method name) on the primal side with ``arg`` and on the dual side
+        with ``arg_dual``, side by side when there is a pool."""
         if pool is None:
-            return f_prim(), f_dual()
-        fut = pool.submit(f_dual)
-        out = f_prim()
+            return getattr(prim, step)(arg), getattr(dual, step)(arg_dual)
+        fut = pool.submit(getattr(dual, step), arg_dual)
+        out = getattr(prim, step)(arg)
         return out, fut.result()
 
     beta = None
     for _ in range(maxiter):
         cbeta = None if beta is None else np.conj(beta)
-        both(lambda: prim.direct(beta), lambda: dual.direct(cbeta))
+        both("direct", beta, cbeta)
         den = _dot(dual.p, prim.Ap)
         if den == 0:
             return prim.x, dual.x, False
         alpha = rho / den
         calpha = np.conj(alpha)
-        nr, ns = both(lambda: prim.advance(alpha), lambda: dual.advance(calpha))
+        nr, ns = both("advance", alpha, calpha)
         if nr <= tol_b and ns <= tol_c:
             return prim.x, dual.x, True
         rho_new = _dot(dual.r, prim.r)
@@ -832,8 +833,10 @@ def policy_gradient(mdp: MDP, policy: Policy, theta, **kw) -> np.ndarray:
     _check_mdp(mdp)
     _check_policy(policy, mdp)
     theta = policy.check_theta(theta)
-    pi = softmax(policy._logits(theta))
-    rtol = check_float(kw.pop("rtol", SPARSE_RTOL), "rtol", low=0.0, high=1.0)
+    pi = _softmax_rows(policy._logits(theta))
+    rtol = kw.pop("rtol", SPARSE_RTOL)
+    if rtol is not SPARSE_RTOL:
+        rtol = check_float(rtol, "rtol", low=0.0, high=1.0)
     if kw:
         raise TypeError(f"policy_gradient got unexpected keyword arguments {sorted(kw)}")
     ev = _analyze(mdp, pi, rtol)
