@@ -57,13 +57,19 @@ def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     """Numerically stable softmax along ``axis``; complex input allowed."""
     z, axis = _check_logits(z, axis)
     zr = z.real
-    if -_NO_SHIFT < zr.min() and zr.max() < _NO_SHIFT:
-        # exp neither overflows nor underflows to 0 here, and the ratio is as accurate
-        # without the shift; the global extremes are cheaper than per-row maxima
-        e = np.exp(z)
-    else:
-        e = z - np.max(zr, axis=axis, keepdims=True)
+    return _normalized_exp(z, axis, shift=not (-_NO_SHIFT < zr.min() and zr.max() < _NO_SHIFT))
+
+
+def _normalized_exp(z, axis, shift):
+    """``exp(z) / sum exp(z)`` along ``axis``, shifted by the per-row real maximum when
+    ``shift`` (without it, exp must neither overflow nor underflow to 0: ``|z| < _NO_SHIFT``;
+    the global extremes that decide this are cheaper than per-row maxima, and the ratio
+    is as accurate unshifted)."""
+    if shift:
+        e = z - np.max(z.real, axis=axis, keepdims=True)
         np.exp(e, out=e)
+    else:
+        e = np.exp(z)
     e /= np.sum(e, axis=axis, keepdims=True)
     return e
 
@@ -75,12 +81,10 @@ _NO_SHIFT = 600.0
 
 def _softmax_rows(z: np.ndarray) -> np.ndarray:
     """:func:`softmax` along the last axis for internal callers: the checks are folded
-    into the range test of the fast path (NaN and inf fail it and go the checked way)."""
+    into the range test of the unshifted path (NaN and inf fail it and go the checked way)."""
     zr = z.real
-    if z.ndim and z.shape[-1] and -_NO_SHIFT < zr.min() and zr.max() < _NO_SHIFT:
-        e = np.exp(z)
-        e /= np.einsum("...a->...", e)[..., None]
-        return e
+    if z.ndim and z.size and -_NO_SHIFT < zr.min() and zr.max() < _NO_SHIFT:
+        return _normalized_exp(z, -1, shift=False)
     return softmax(z)
 
 
