@@ -19,6 +19,7 @@ Run from the repository root::
     python benchmarks/calibration.py            # 2000 null sets, 500 power sets (minutes)
     python benchmarks/calibration.py --quick    # 200 / 100 sets
     python benchmarks/calibration.py --only Hotelling   # one assertion
+    python benchmarks/calibration.py --deep     # p below 1e-3 / 1e-4 / 1e-6, 4000 sets per cell
 
 and it prints a Markdown table (the one in docs/calibration.md).
 """
@@ -77,6 +78,27 @@ def run_law(k, n_sets, n_power, seed, tests=tuple(TESTS)):
     return rows
 
 
+DEEP_ALPHAS = (1e-3, 1e-4, 1e-6)
+DEEP_COLUMNS = ("unbiased (exact cov)", "unbiased (Hotelling)", "variance (greater)", "variance", "covariance")
+
+
+def run_deep(k, n_sets, seed):
+    """Deep-tail rows for law ``k``: counts of null sets with p below 1e-3 / 1e-4 / 1e-6,
+    N in {100, 400}, every assertion on the same data set."""
+    law = calibration_laws()[k]
+    rows = []
+    for N in (100, 400):
+        rng = np.random.default_rng([seed + 11, k, N])
+        P = np.empty((n_sets, len(DEEP_COLUMNS)))
+        for s in range(n_sets):
+            X = law.draw(N, rng)
+            P[s] = [TESTS[t](X, law.target, law.cov) for t in DEEP_COLUMNS]
+        cells = " | ".join("/".join(str(int(np.sum(P[:, j] < a))) for a in DEEP_ALPHAS)
+                           for j in range(len(DEEP_COLUMNS)))
+        rows.append(f"| {law.name} | {N} | {cells} |")
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", type=int, default=2000)
@@ -85,7 +107,23 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", default="", help="run only the assertions whose name contains this")
+    ap.add_argument("--deep", action="store_true",
+                    help="instead: counts of p-values below 1e-3 / 1e-4 / 1e-6 over 4000 null sets "
+                         "per law (--sets to change), N = 100 and 400")
     args = ap.parse_args(argv)
+    if args.deep:
+        n_deep = 4000 if args.sets == 2000 else args.sets
+        ks = range(len(calibration_laws()))
+        if args.jobs > 1:
+            from joblib import Parallel, delayed
+            parts = Parallel(n_jobs=args.jobs)(delayed(run_deep)(k, n_deep, args.seed) for k in ks)
+        else:
+            parts = [run_deep(k, n_deep, args.seed) for k in ks]
+        print(f"Null sets (of {n_deep} per cell) with p below 1e-3 / 1e-4 / 1e-6\n")
+        print("| law | N | " + " | ".join(DEEP_COLUMNS) + " |")
+        print("|---|---:|" + "---|" * len(DEEP_COLUMNS))
+        print("\n".join(r for p in parts for r in p))
+        return
     n_sets, n_power = (200, 100) if args.quick else (args.sets, args.power_sets)
     n_laws = len(calibration_laws())
     tests = tuple(t for t in TESTS if args.only in t)
