@@ -10,8 +10,8 @@ gives a false-alarm count inside [Binomial(n, 0.025).ppf(1e-4), Binomial(n, 0.1)
 except with probability < 2e-4; a count outside says the rate is outside [0.5, 2]x nominal.
 Where calibration holds (docs/calibration.md): the mean tests from N = 100 on all six laws,
 the variance test from N = 400 and the covariance test from N = 100 on the Garnet laws
-(kurtosis <= 31). The
-full table (2000 sets per cell, N up to 3000) is produced by benchmarks/calibration.py.
+(kurtosis <= 31). The full table (2000 sets per cell, N up to 3000) is produced by
+benchmarks/calibration.py.
 """
 import numpy as np
 import pytest

@@ -559,20 +559,26 @@ def assert_variance(samples, cov, *, alpha: float = 1e-6, n_directions: int = 5,
 
 # ----------------------------------------------------------------------------- covariance
 def _entry_z(W, i, j, diag, N):
-    r"""z statistics of the entries of the covariance of ``W`` (N, r) against the identity:
-    diagonal by :func:`_ratio_z` (the lower side; the upper side is :func:`_excess_z`);
-    off-diagonal the self-normalized :math:`\overline{W_iW_j} / \sqrt{\overline{(W_iW_j)^2}/N}`
-    (Student's statistic for a zero mean of the products; it stays scale-free, so a sample
-    with an excess of rare large values does not multiply it by their spread)."""
+    r"""z statistics of the entries of the covariance of ``W`` (N, r) against the identity.
+
+    Returns ``z`` (one per entry ``(i, j)``) and ``z_up`` (one per diagonal entry). On the
+    diagonal, ``z`` is the lower side, :func:`_ratio_z` (data-scale kurtosis), and ``z_up``
+    the upper side, :func:`_excess_z` (mixed-scale kurtosis, the claimed variance being
+    1). Off the diagonal, ``z`` is the self-normalized
+    :math:`\overline{W_iW_j} / \sqrt{\overline{(W_iW_j)^2}/N}` (Student's statistic for a
+    zero mean of the products; it stays scale-free, so a sample with an excess of rare
+    large values does not multiply it by their spread)."""
     Y = W[:, i] * W[:, j]
     m2 = (W * W).mean(axis=0)
+    m4 = (W ** 4).mean(axis=0)
+    s2 = m2 * N / (N - 1)
     z = np.empty(i.size)
-    z[diag] = _ratio_z(m2 * N / (N - 1), m2, (W ** 4).mean(axis=0), N)
+    z[diag] = _ratio_z(s2, m2, m4, N)
     Yo = Y[:, ~diag]
     se = np.sqrt((Yo * Yo).mean(axis=0) / N)
     m = Yo.mean(axis=0) * N / (N - 1)
     z[~diag] = np.where(se > 0, m / np.where(se > 0, se, 1.0), np.where(m == 0, 0.0, np.inf))
-    return z
+    return z, _excess_z(s2, m2, m4, 1.0, N)
 
 
 def _entry_z_boot(W, Wb, i, j, diag, N):
@@ -616,9 +622,12 @@ def covariance_test(samples, cov, *, alpha: float = 1e-6, null_atol: float = 1e-
     W = (Xc @ U) / np.sqrt(w)  # (N, r), identity covariance under the hypothesis
     i, j = np.triu_indices(r)
     diag = i == j
-    # lower side of the diagonal and the off-diagonal entries: data-scale z statistics,
-    # calibrated by the bootstrap-t standardization
-    z = _entry_z(W, i, j, diag, N)
+    # z: the diagonal's lower side and the off-diagonal entries, calibrated by the
+    # bootstrap-t standardization below; z_up: the diagonal's upper side (a variance above
+    # the claim), the mixed-scale score z of assert_variance(alternative="greater") with a
+    # normal reference -- the data-scale z reads an excess of rare large values as a
+    # precise excess (its kurtosis shrinks when they are many)
+    z, z_up = _entry_z(W, i, j, diag, N)
     note = "normal reference"
     if n_resamples and np.all(np.isfinite(z)):
         # resampling weights act on the data; the bootstrap world's truth is the sample covariance
@@ -630,11 +639,6 @@ def covariance_test(samples, cov, *, alpha: float = 1e-6, null_atol: float = 1e-
             z = _standardize(z, _entry_z_boot(Wn, Wb, i, j, diag, N))
             note = (f"normal reference; lower side of the diagonal and off-diagonal entries after "
                     f"bootstrap-t standardization ({n_resamples} resamples)")
-    # upper side of the diagonal (a variance above the claim): the mixed-scale score z of
-    # assert_variance(alternative="greater"); the data-scale z reads an excess of rare large
-    # values as a precise excess (its kurtosis shrinks when they are many)
-    m2 = (W * W).mean(axis=0)
-    z_up = _excess_z(m2 * N / (N - 1), m2, (W ** 4).mean(axis=0), 1.0, N)
     z_diag = np.maximum(np.where(np.isnan(z_up), np.inf, z_up), -z[diag])
     a = np.abs(z)
     a[diag] = z_diag
